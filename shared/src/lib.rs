@@ -2,3 +2,15 @@
 //!
 //! Every function crate is a thin `main` around handlers defined here, so the whole flow can be
 //! exercised in-process by tests without a Lambda runtime.
+
+pub mod claims;
+pub mod config;
+#[cfg(feature = "dynamodb")]
+pub mod dynamo;
+pub mod hydra;
+pub mod kratos;
+pub mod logging;
+pub mod replay;
+pub mod request;
+pub mod response;
+pub mod upstream;

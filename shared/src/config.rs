@@ -1,0 +1,501 @@
+//! Settings read once at cold start.
+//!
+//! A Lambda that starts with a bad setting should fail its init with a message that names the
+//! setting, instead of failing the first user's login in a confusing way. Everything here is
+//! therefore parsed and cross-checked up front, and handlers only ever see a valid [`Config`].
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+use crate::claims::ClaimMapping;
+
+/// Why the configuration cannot be used; always names the environment variable at fault.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// A required setting is absent or empty.
+    #[error("{name} is not set: {hint}")]
+    Missing {
+        /// The environment variable.
+        name: &'static str,
+        /// What the operator should put there.
+        hint: &'static str,
+    },
+    /// A setting is present but unusable.
+    #[error("{name} is invalid: {reason}")]
+    Invalid {
+        /// The environment variable.
+        name: &'static str,
+        /// What is wrong with it (never the value itself, which may be a secret).
+        reason: String,
+    },
+}
+
+/// Where the return_to token key set comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeySetSource {
+    /// The key set JSON itself, for local runs (`BRIDGE_KEYSET_JSON`).
+    Inline(String),
+    /// A Secrets Manager secret ARN whose string is the key set JSON (`BRIDGE_KEYSET_SECRET_ARN`).
+    SecretsManager(String),
+}
+
+impl std::fmt::Debug for KeySetSource {
+    // The inline form is key material: never let it reach a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Self::SecretsManager(arn) => f.debug_tuple("SecretsManager").field(arn).finish(),
+        }
+    }
+}
+
+/// An extra header for admin APIs that sit behind an authenticating gateway.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminHeader {
+    /// Header name, validated as an HTTP token.
+    pub name: String,
+    /// Header value; treated as a secret.
+    pub value: String,
+}
+
+impl std::fmt::Debug for AdminHeader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminHeader")
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .finish()
+    }
+}
+
+/// The validated settings every function shares.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public base URL of the functions (origin plus optional stage/path prefix, no trailing slash).
+    pub public_base_url: Url,
+    /// Hydra's admin API, reached over private networking.
+    pub hydra_admin_url: Url,
+    /// Hydra's public origin as browsers see it: the only place Hydra redirects may lead.
+    pub hydra_public_url: Url,
+    /// Kratos' public API as the functions reach it, for `/sessions/whoami`.
+    pub kratos_public_url: Url,
+    /// Kratos' admin API, for ending sessions at logout.
+    pub kratos_admin_url: Url,
+    /// Kratos' public URL as browsers see it, for starting browser flows.
+    pub kratos_browser_url: Url,
+    /// DynamoDB replay table (only the return function needs it).
+    pub replay_table: Option<String>,
+    /// DynamoDB endpoint override, for the local moto server.
+    pub dynamodb_endpoint: Option<Url>,
+    /// Where the token key set is loaded from.
+    pub keyset_source: Option<KeySetSource>,
+    /// Lifetime of a return_to token.
+    pub token_ttl: Duration,
+    /// Hydra's `ttl.login_consent_request` as the operator declares it.
+    pub hydra_login_consent_ttl: Duration,
+    /// How long a claimed but unfinished token blocks other attempts.
+    pub in_progress_ttl: Duration,
+    /// Whether Hydra should remember the login and consent.
+    pub remember: bool,
+    /// How long Hydra remembers (0 = as long as Hydra's own session).
+    pub remember_for: Duration,
+    /// Client ids treated as first-party: no consent screen.
+    pub trusted_clients: BTreeSet<String>,
+    /// Identity trait -> ID token claim mapping, by scope.
+    pub claim_mapping: ClaimMapping,
+    /// Timeout for each upstream call.
+    pub upstream_timeout: Duration,
+    /// Extra header for admin API calls.
+    pub admin_header: Option<AdminHeader>,
+    /// Extra trusted CA certificates (PEM file) for private PKI.
+    pub ca_bundle: Option<PathBuf>,
+    /// Name of Kratos' session cookie.
+    pub kratos_session_cookie: String,
+    /// Local http runs: binding cookie without `Secure` and `__Host-`.
+    pub dev_insecure_cookies: bool,
+}
+
+/// Which optional parts a function needs, so that each function fails at start-up only for the
+/// settings it actually uses.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// The function opens or seals tokens, or signs CSRF tokens.
+    pub keys: bool,
+    /// The function writes to the replay table.
+    pub replay_table: bool,
+}
+
+const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env(needs: Needs) -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok(), needs)
+    }
+
+    /// Reads settings through `lookup`, so tests can supply them without touching the process
+    /// environment.
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+        needs: Needs,
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let public_base_url = required_url(&get, "BRIDGE_PUBLIC_BASE_URL", "the public base URL of the functions, e.g. https://auth.example.com")?;
+        let hydra_admin_url = required_url(&get, "BRIDGE_HYDRA_ADMIN_URL", "Hydra's admin API URL, e.g. http://hydra.internal:4445")?;
+        let hydra_public_url = required_url(&get, "BRIDGE_HYDRA_PUBLIC_URL", "Hydra's public URL as browsers see it, e.g. https://oauth.example.com")?;
+        let kratos_public_url = required_url(&get, "BRIDGE_KRATOS_PUBLIC_URL", "Kratos' public API URL reachable from the functions")?;
+        let kratos_admin_url = required_url(&get, "BRIDGE_KRATOS_ADMIN_URL", "Kratos' admin API URL reachable from the functions")?;
+        let kratos_browser_url = required_url(&get, "BRIDGE_KRATOS_BROWSER_URL", "Kratos' public URL as browsers see it")?;
+
+        let replay_table = get("BRIDGE_REPLAY_TABLE");
+        if needs.replay_table && replay_table.is_none() {
+            return Err(ConfigError::Missing {
+                name: "BRIDGE_REPLAY_TABLE",
+                hint: "the DynamoDB replay table name",
+            });
+        }
+        if let Some(table) = &replay_table {
+            let valid = (3..=255).contains(&table.len())
+                && table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            if !valid {
+                return Err(invalid("BRIDGE_REPLAY_TABLE", "not a valid DynamoDB table name"));
+            }
+        }
+        let dynamodb_endpoint = optional_url(&get, "BRIDGE_DYNAMODB_ENDPOINT")?;
+
+        let keyset_source = match (get("BRIDGE_KEYSET_JSON"), get("BRIDGE_KEYSET_SECRET_ARN")) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "BRIDGE_KEYSET_JSON",
+                    "set either BRIDGE_KEYSET_JSON or BRIDGE_KEYSET_SECRET_ARN, not both",
+                ))
+            }
+            (Some(json), None) => Some(KeySetSource::Inline(json)),
+            (None, Some(arn)) => {
+                if !arn.starts_with("arn:") {
+                    return Err(invalid("BRIDGE_KEYSET_SECRET_ARN", "must be a Secrets Manager ARN"));
+                }
+                Some(KeySetSource::SecretsManager(arn))
+            }
+            (None, None) => None,
+        };
+        if needs.keys && keyset_source.is_none() {
+            return Err(ConfigError::Missing {
+                name: "BRIDGE_KEYSET_SECRET_ARN",
+                hint: "the key set's Secrets Manager ARN (or BRIDGE_KEYSET_JSON for local runs)",
+            });
+        }
+
+        let token_ttl = seconds(&get, "BRIDGE_TOKEN_TTL_SECONDS", 600)?;
+        let hydra_login_consent_ttl = seconds(&get, "BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS", 1800)?;
+        if token_ttl.is_zero() || token_ttl > MAX_TOKEN_TTL {
+            return Err(invalid("BRIDGE_TOKEN_TTL_SECONDS", "must be between 1 and 3600 seconds"));
+        }
+        if token_ttl > hydra_login_consent_ttl {
+            return Err(invalid(
+                "BRIDGE_TOKEN_TTL_SECONDS",
+                format!(
+                    "{} s is longer than Hydra's ttl.login_consent_request ({} s, BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS): a token would outlive its challenge",
+                    token_ttl.as_secs(),
+                    hydra_login_consent_ttl.as_secs()
+                ),
+            ));
+        }
+        let in_progress_ttl = seconds(&get, "BRIDGE_IN_PROGRESS_SECONDS", 30)?;
+        if in_progress_ttl.is_zero() {
+            return Err(invalid("BRIDGE_IN_PROGRESS_SECONDS", "must be at least 1 second"));
+        }
+        let remember = boolean(&get, "BRIDGE_REMEMBER", true)?;
+        let remember_for = seconds(&get, "BRIDGE_REMEMBER_FOR_SECONDS", 0)?;
+
+        let trusted_clients = get("BRIDGE_TRUSTED_CLIENTS")
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let claim_mapping = match get("BRIDGE_CLAIM_MAPPING_JSON") {
+            Some(json) => ClaimMapping::from_json(&json)
+                .map_err(|e| invalid("BRIDGE_CLAIM_MAPPING_JSON", e.to_string()))?,
+            None => ClaimMapping::default(),
+        };
+
+        let upstream_timeout = match get("BRIDGE_UPSTREAM_TIMEOUT_MS") {
+            None => Duration::from_millis(2500),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if (50..=60_000).contains(&ms) => Duration::from_millis(ms),
+                _ => return Err(invalid("BRIDGE_UPSTREAM_TIMEOUT_MS", "must be milliseconds between 50 and 60000")),
+            },
+        };
+
+        let admin_header = match get("BRIDGE_ADMIN_HEADER") {
+            None => None,
+            Some(line) => Some(parse_admin_header(&line)?),
+        };
+        let ca_bundle = get("BRIDGE_CA_BUNDLE").map(PathBuf::from);
+        if let Some(path) = &ca_bundle {
+            if !path.is_file() {
+                return Err(invalid("BRIDGE_CA_BUNDLE", format!("{} is not a readable file", path.display())));
+            }
+        }
+        let kratos_session_cookie =
+            get("BRIDGE_KRATOS_SESSION_COOKIE").unwrap_or_else(|| "ory_kratos_session".to_owned());
+        if !kratos_session_cookie
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return Err(invalid("BRIDGE_KRATOS_SESSION_COOKIE", "not a valid cookie name"));
+        }
+        let dev_insecure_cookies = boolean(&get, "BRIDGE_DEV_INSECURE_COOKIES", false)?;
+        if !dev_insecure_cookies && public_base_url.scheme() != "https" {
+            return Err(invalid(
+                "BRIDGE_PUBLIC_BASE_URL",
+                "must be https (set BRIDGE_DEV_INSECURE_COOKIES=true only for local http runs)",
+            ));
+        }
+
+        Ok(Self {
+            public_base_url,
+            hydra_admin_url,
+            hydra_public_url,
+            kratos_public_url,
+            kratos_admin_url,
+            kratos_browser_url,
+            replay_table,
+            dynamodb_endpoint,
+            keyset_source,
+            token_ttl,
+            hydra_login_consent_ttl,
+            in_progress_ttl,
+            remember,
+            remember_for,
+            trusted_clients,
+            claim_mapping,
+            upstream_timeout,
+            admin_header,
+            ca_bundle,
+            kratos_session_cookie,
+            dev_insecure_cookies,
+        })
+    }
+
+    /// The issuer and audience of return_to tokens: the functions' own public URL, so tokens of
+    /// another deployment (or another environment sharing keys by mistake) are refused.
+    pub fn token_issuer(&self) -> String {
+        self.public_base_url.as_str().trim_end_matches('/').to_owned()
+    }
+
+    /// The URL Kratos sends the browser back to after login; `allowed_return_urls` must allow it.
+    pub fn return_url(&self) -> Url {
+        self.endpoint("login/return")
+    }
+
+    /// A path below the public base URL (which may carry an API Gateway stage prefix).
+    pub fn endpoint(&self, path: &str) -> Url {
+        let mut base = self.public_base_url.clone();
+        let prefix = base.path().trim_end_matches('/').to_owned();
+        base.set_path(&format!("{prefix}/{path}"));
+        base.set_query(None);
+        base
+    }
+}
+
+fn invalid(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn parse_url(name: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(value).map_err(|e| invalid(name, format!("not an absolute URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(name, "must be an http(s) URL with a host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(name, "must not carry credentials"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(name, "must not have a query or fragment"));
+    }
+    let mut url = url;
+    let trimmed = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&trimmed);
+    Ok(url)
+}
+
+fn required_url(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    hint: &'static str,
+) -> Result<Url, ConfigError> {
+    let value = get(name).ok_or(ConfigError::Missing { name, hint })?;
+    parse_url(name, &value)
+}
+
+fn optional_url(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<Url>, ConfigError> {
+    get(name).map(|v| parse_url(name, &v)).transpose()
+}
+
+fn seconds(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match get(name) {
+        None => Ok(Duration::from_secs(default)),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| invalid(name, "must be a whole number of seconds")),
+    }
+}
+
+fn boolean(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(name).map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if matches!(v.as_str(), "1" | "true" | "yes" | "on") => Ok(true),
+        Some(v) if matches!(v.as_str(), "0" | "false" | "no" | "off") => Ok(false),
+        Some(_) => Err(invalid(name, "must be true or false")),
+    }
+}
+
+fn parse_admin_header(line: &str) -> Result<AdminHeader, ConfigError> {
+    const NAME: &str = "BRIDGE_ADMIN_HEADER";
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| invalid(NAME, "must look like `Name: value`"))?;
+    let (name, value) = (name.trim(), value.trim());
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() || value.is_empty() {
+        return Err(invalid(NAME, "must look like `Name: value` with a valid header name"));
+    }
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err(invalid(NAME, "the header value has characters HTTP does not allow"));
+    }
+    Ok(AdminHeader {
+        name: name.to_owned(),
+        value: value.to_owned(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub(crate) fn base_env() -> HashMap<&'static str, String> {
+        HashMap::from([
+            ("BRIDGE_PUBLIC_BASE_URL", "https://auth.example.com".to_owned()),
+            ("BRIDGE_HYDRA_ADMIN_URL", "http://hydra.internal:4445".to_owned()),
+            ("BRIDGE_HYDRA_PUBLIC_URL", "https://oauth.example.com".to_owned()),
+            ("BRIDGE_KRATOS_PUBLIC_URL", "http://kratos.internal:4433".to_owned()),
+            ("BRIDGE_KRATOS_ADMIN_URL", "http://kratos.internal:4434".to_owned()),
+            ("BRIDGE_KRATOS_BROWSER_URL", "https://id.example.com".to_owned()),
+            ("BRIDGE_REPLAY_TABLE", "bridge-replay".to_owned()),
+            ("BRIDGE_KEYSET_JSON", "{}".to_owned()),
+        ])
+    }
+
+    fn load(env: &HashMap<&'static str, String>, needs: Needs) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| env.get(k).cloned(), needs)
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let config = load(&base_env(), Needs::default()).expect("valid");
+        assert_eq!(config.token_ttl, Duration::from_secs(600));
+        assert_eq!(config.return_url().as_str(), "https://auth.example.com/login/return");
+        assert_eq!(config.kratos_session_cookie, "ory_kratos_session");
+        assert!(config.remember);
+    }
+
+    #[test]
+    fn missing_setting_is_named() {
+        let mut env = base_env();
+        env.remove("BRIDGE_HYDRA_ADMIN_URL");
+        let err = load(&env, Needs::default()).expect_err("missing");
+        assert!(err.to_string().contains("BRIDGE_HYDRA_ADMIN_URL"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_is_named() {
+        let mut env = base_env();
+        env.insert("BRIDGE_KRATOS_BROWSER_URL", "not a url".to_owned());
+        let err = load(&env, Needs::default()).expect_err("bad");
+        assert!(err.to_string().contains("BRIDGE_KRATOS_BROWSER_URL"), "{err}");
+    }
+
+    #[test]
+    fn token_ttl_longer_than_hydra_ttl_is_refused() {
+        let mut env = base_env();
+        env.insert("BRIDGE_TOKEN_TTL_SECONDS", "900".to_owned());
+        env.insert("BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS", "600".to_owned());
+        let err = load(&env, Needs::default()).expect_err("too long");
+        assert!(err.to_string().contains("BRIDGE_TOKEN_TTL_SECONDS"), "{err}");
+    }
+
+    #[test]
+    fn needs_are_enforced() {
+        let mut env = base_env();
+        env.remove("BRIDGE_REPLAY_TABLE");
+        env.remove("BRIDGE_KEYSET_JSON");
+        assert!(load(&env, Needs::default()).is_ok());
+        let err = load(&env, Needs { keys: true, replay_table: false }).expect_err("keys");
+        assert!(err.to_string().contains("BRIDGE_KEYSET_SECRET_ARN"));
+        let err = load(&env, Needs { keys: false, replay_table: true }).expect_err("table");
+        assert!(err.to_string().contains("BRIDGE_REPLAY_TABLE"));
+    }
+
+    #[test]
+    fn http_base_needs_dev_flag() {
+        let mut env = base_env();
+        env.insert("BRIDGE_PUBLIC_BASE_URL", "http://127.0.0.1:9000".to_owned());
+        assert!(load(&env, Needs::default()).is_err());
+        env.insert("BRIDGE_DEV_INSECURE_COOKIES", "true".to_owned());
+        assert!(load(&env, Needs::default()).is_ok());
+    }
+
+    #[test]
+    fn stage_prefix_is_kept_in_endpoints() {
+        let mut env = base_env();
+        env.insert("BRIDGE_PUBLIC_BASE_URL", "https://abc.execute-api.eu-west-1.amazonaws.com/prod/".to_owned());
+        let config = load(&env, Needs::default()).expect("valid");
+        assert_eq!(
+            config.return_url().as_str(),
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/login/return"
+        );
+    }
+
+    #[test]
+    fn admin_header_is_parsed_and_redacted() {
+        let mut env = base_env();
+        env.insert("BRIDGE_ADMIN_HEADER", "X-Api-Key: s3cr3t".to_owned());
+        let config = load(&env, Needs::default()).expect("valid");
+        let header = config.admin_header.expect("header");
+        assert_eq!(header.name, "X-Api-Key");
+        assert!(!format!("{header:?}").contains("s3cr3t"));
+        env.insert("BRIDGE_ADMIN_HEADER", "no colon".to_owned());
+        assert!(load(&env, Needs::default()).is_err());
+    }
+
+    #[test]
+    fn inline_keyset_is_redacted_in_debug() {
+        let source = KeySetSource::Inline("secret-json".to_owned());
+        assert!(!format!("{source:?}").contains("secret-json"));
+    }
+}

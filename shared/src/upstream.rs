@@ -1,0 +1,227 @@
+//! What can go wrong when talking to Kratos, Hydra or DynamoDB, and the one HTTP client the Ory
+//! APIs share.
+//!
+//! Handlers must tell "try again later" (timeouts, 5xx, garbage) from "this request is dead"
+//! (expired or unknown challenge) from "we are misconfigured" (other 4xx), because each leads the
+//! user somewhere else. [`UpstreamError`] carries exactly that distinction and nothing that could
+//! leak a secret (no URLs with challenges, no bodies).
+
+use std::time::Duration;
+
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::config::Config;
+
+/// Which upstream failed, for messages and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// Ory Hydra's admin API.
+    Hydra,
+    /// Ory Kratos' public or admin API.
+    Kratos,
+    /// The DynamoDB replay table.
+    ReplayStore,
+    /// AWS Secrets Manager (key set).
+    SecretsManager,
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Hydra => "Hydra",
+            Self::Kratos => "Kratos",
+            Self::ReplayStore => "replay store",
+            Self::SecretsManager => "Secrets Manager",
+        })
+    }
+}
+
+/// A failed upstream call, classified by what the user can do about it.
+#[derive(Debug, Error)]
+pub enum UpstreamError {
+    /// Timed out, refused, reset, 5xx or 429: the same request may work in a moment.
+    #[error("{upstream} is unavailable ({detail})")]
+    Transient {
+        /// Who failed.
+        upstream: Upstream,
+        /// Status or transport error kind; never a URL or body.
+        detail: String,
+    },
+    /// The thing asked about does not exist (or can no longer be decoded): 404.
+    #[error("{upstream} does not know this request")]
+    NotFound {
+        /// Who answered.
+        upstream: Upstream,
+    },
+    /// The thing asked about has expired or was already used: Hydra's 401/409/410.
+    #[error("{upstream} says the request expired or was already handled")]
+    Expired {
+        /// Who answered.
+        upstream: Upstream,
+    },
+    /// Any other refusal: most likely our configuration or a bug, not the user's doing.
+    #[error("{upstream} refused the call with status {status}")]
+    Rejected {
+        /// Who answered.
+        upstream: Upstream,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A 2xx answer that is not what the API promises.
+    #[error("{upstream} sent an answer we could not read")]
+    Malformed {
+        /// Who answered.
+        upstream: Upstream,
+    },
+}
+
+impl UpstreamError {
+    /// Whether retrying the same user action may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Transient { .. } | Self::Malformed { .. })
+    }
+
+    /// Maps an unexpected status into the right class.
+    pub fn from_status(upstream: Upstream, status: StatusCode) -> Self {
+        match status.as_u16() {
+            404 => Self::NotFound { upstream },
+            401 | 409 | 410 => Self::Expired { upstream },
+            408 | 425 | 429 => Self::Transient {
+                upstream,
+                detail: format!("status {}", status.as_u16()),
+            },
+            s if s >= 500 => Self::Transient {
+                upstream,
+                detail: format!("status {s}"),
+            },
+            s => Self::Rejected { upstream, status: s },
+        }
+    }
+
+    /// Classifies a transport error without keeping its message, which may contain the URL.
+    pub fn from_transport(upstream: Upstream, error: &reqwest::Error) -> Self {
+        let detail = if error.is_timeout() {
+            "timeout"
+        } else if error.is_connect() {
+            "connection failed"
+        } else if error.is_decode() || error.is_body() {
+            "unreadable body"
+        } else {
+            "transport error"
+        };
+        if error.is_decode() {
+            return Self::Malformed { upstream };
+        }
+        Self::Transient {
+            upstream,
+            detail: detail.to_owned(),
+        }
+    }
+}
+
+/// Longest JSON body we read from an upstream; anything bigger is treated as garbage.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Builds the HTTP client once per cold start, with the timeout, connection reuse and trust
+/// settings every Ory call needs.
+pub fn build_http_client(config: &Config) -> Result<Client, crate::config::ConfigError> {
+    let mut builder = Client::builder()
+        .timeout(config.upstream_timeout)
+        .connect_timeout(config.upstream_timeout.min(Duration::from_millis(1500)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("hydra-kratos-bridge/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &config.ca_bundle {
+        let invalid = |reason: String| crate::config::ConfigError::Invalid {
+            name: "BRIDGE_CA_BUNDLE",
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| invalid(format!("cannot read: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| invalid(format!("not a PEM certificate bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("holds no certificate".to_owned()));
+        }
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| crate::config::ConfigError::Invalid {
+        name: "BRIDGE_CA_BUNDLE",
+        reason: format!("the HTTP client cannot be built: {e}"),
+    })
+}
+
+/// Sends a request and reads a JSON answer of a 2xx status, classifying every failure.
+pub(crate) async fn send_json<T: DeserializeOwned>(
+    upstream: Upstream,
+    request: RequestBuilder,
+) -> Result<T, UpstreamError> {
+    let response = send(upstream, request).await?;
+    read_json(upstream, response).await
+}
+
+/// Sends a request; only 2xx answers come back as `Ok`.
+pub(crate) async fn send(upstream: Upstream, request: RequestBuilder) -> Result<Response, UpstreamError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(response)
+    } else {
+        Err(UpstreamError::from_status(upstream, status))
+    }
+}
+
+/// Reads a bounded JSON body.
+pub(crate) async fn read_json<T: DeserializeOwned>(
+    upstream: Upstream,
+    response: Response,
+) -> Result<T, UpstreamError> {
+    if response.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(UpstreamError::Malformed { upstream });
+    }
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(UpstreamError::Malformed { upstream });
+    }
+    serde_json::from_slice(&bytes).map_err(|_| UpstreamError::Malformed { upstream })
+}
+
+/// Runs an idempotent read, retrying once on a transient failure: a single dropped connection
+/// (a pooled keep-alive connection closed by the peer is the usual case) should not cost the
+/// user a retry page. Writes are never retried here.
+pub(crate) async fn with_read_retry<T, F, Fut>(mut call: F) -> Result<T, UpstreamError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, UpstreamError>>,
+{
+    match call().await {
+        Err(e) if matches!(e, UpstreamError::Transient { .. }) => {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            call().await
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_are_classified_for_the_user() {
+        let class = |s: u16| UpstreamError::from_status(Upstream::Hydra, StatusCode::from_u16(s).expect("status"));
+        assert!(matches!(class(404), UpstreamError::NotFound { .. }));
+        assert!(matches!(class(401), UpstreamError::Expired { .. }));
+        assert!(matches!(class(410), UpstreamError::Expired { .. }));
+        assert!(class(503).is_transient());
+        assert!(class(429).is_transient());
+        assert!(matches!(class(400), UpstreamError::Rejected { status: 400, .. }));
+    }
+}
