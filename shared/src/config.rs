@@ -34,25 +34,6 @@ pub enum ConfigError {
     },
 }
 
-/// Where the return_to token key set comes from.
-#[derive(Clone, PartialEq, Eq)]
-pub enum KeySetSource {
-    /// The key set JSON itself, for local runs (`BRIDGE_KEYSET_JSON`).
-    Inline(String),
-    /// A Secrets Manager secret ARN whose string is the key set JSON (`BRIDGE_KEYSET_SECRET_ARN`).
-    SecretsManager(String),
-}
-
-impl std::fmt::Debug for KeySetSource {
-    // The inline form is key material: never let it reach a log through `{:?}`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
-            Self::SecretsManager(arn) => f.debug_tuple("SecretsManager").field(arn).finish(),
-        }
-    }
-}
-
 /// An extra header for admin APIs that sit behind an authenticating gateway.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AdminHeader {
@@ -90,8 +71,6 @@ pub struct Config {
     pub replay_table: Option<String>,
     /// DynamoDB endpoint override, for the local moto server.
     pub dynamodb_endpoint: Option<Url>,
-    /// Where the token key set is loaded from.
-    pub keyset_source: Option<KeySetSource>,
     /// Lifetime of a return_to token.
     pub token_ttl: Duration,
     /// Hydra's `ttl.login_consent_request` as the operator declares it.
@@ -119,11 +98,9 @@ pub struct Config {
 }
 
 /// Which optional parts a function needs, so that each function fails at start-up only for the
-/// settings it actually uses.
+/// settings it actually uses. (The key set has its own loader, [`crate::keysource::KeySource`].)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Needs {
-    /// The function opens or seals tokens, or signs CSRF tokens.
-    pub keys: bool,
     /// The function writes to the replay table.
     pub replay_table: bool,
 }
@@ -166,29 +143,6 @@ impl Config {
             }
         }
         let dynamodb_endpoint = optional_url(&get, "BRIDGE_DYNAMODB_ENDPOINT")?;
-
-        let keyset_source = match (get("BRIDGE_KEYSET_JSON"), get("BRIDGE_KEYSET_SECRET_ARN")) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "BRIDGE_KEYSET_JSON",
-                    "set either BRIDGE_KEYSET_JSON or BRIDGE_KEYSET_SECRET_ARN, not both",
-                ))
-            }
-            (Some(json), None) => Some(KeySetSource::Inline(json)),
-            (None, Some(arn)) => {
-                if !arn.starts_with("arn:") {
-                    return Err(invalid("BRIDGE_KEYSET_SECRET_ARN", "must be a Secrets Manager ARN"));
-                }
-                Some(KeySetSource::SecretsManager(arn))
-            }
-            (None, None) => None,
-        };
-        if needs.keys && keyset_source.is_none() {
-            return Err(ConfigError::Missing {
-                name: "BRIDGE_KEYSET_SECRET_ARN",
-                hint: "the key set's Secrets Manager ARN (or BRIDGE_KEYSET_JSON for local runs)",
-            });
-        }
 
         let token_ttl = seconds(&get, "BRIDGE_TOKEN_TTL_SECONDS", 600)?;
         let hydra_login_consent_ttl = seconds(&get, "BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS", 1800)?;
@@ -271,7 +225,6 @@ impl Config {
             kratos_browser_url,
             replay_table,
             dynamodb_endpoint,
-            keyset_source,
             token_ttl,
             hydra_login_consent_ttl,
             in_progress_ttl,
@@ -407,7 +360,6 @@ pub(crate) mod tests {
             ("BRIDGE_KRATOS_ADMIN_URL", "http://kratos.internal:4434".to_owned()),
             ("BRIDGE_KRATOS_BROWSER_URL", "https://id.example.com".to_owned()),
             ("BRIDGE_REPLAY_TABLE", "bridge-replay".to_owned()),
-            ("BRIDGE_KEYSET_JSON", "{}".to_owned()),
         ])
     }
 
@@ -453,11 +405,8 @@ pub(crate) mod tests {
     fn needs_are_enforced() {
         let mut env = base_env();
         env.remove("BRIDGE_REPLAY_TABLE");
-        env.remove("BRIDGE_KEYSET_JSON");
         assert!(load(&env, Needs::default()).is_ok());
-        let err = load(&env, Needs { keys: true, replay_table: false }).expect_err("keys");
-        assert!(err.to_string().contains("BRIDGE_KEYSET_SECRET_ARN"));
-        let err = load(&env, Needs { keys: false, replay_table: true }).expect_err("table");
+        let err = load(&env, Needs { replay_table: true }).expect_err("table");
         assert!(err.to_string().contains("BRIDGE_REPLAY_TABLE"));
     }
 
@@ -491,11 +440,5 @@ pub(crate) mod tests {
         assert!(!format!("{header:?}").contains("s3cr3t"));
         env.insert("BRIDGE_ADMIN_HEADER", "no colon".to_owned());
         assert!(load(&env, Needs::default()).is_err());
-    }
-
-    #[test]
-    fn inline_keyset_is_redacted_in_debug() {
-        let source = KeySetSource::Inline("secret-json".to_owned());
-        assert!(!format!("{source:?}").contains("secret-json"));
     }
 }

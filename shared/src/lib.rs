@@ -8,9 +8,13 @@ pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
 pub mod hydra;
+pub mod keyset;
+pub mod keysource;
 pub mod kratos;
 pub mod logging;
 pub mod replay;
 pub mod request;
 pub mod response;
+pub mod token;
 pub mod upstream;
+pub mod handlers;

@@ -1,0 +1,450 @@
+//! Consent (Hydra `urls.consent`): `GET /consent?consent_challenge=...` shows or skips the
+//! screen, `POST /consent` takes the user's answer.
+//!
+//! First-party clients (Hydra's `skip_consent`, or the configured allow-list) and consents Hydra
+//! remembers (`skip`) pass without a screen. Everyone else sees what the client asks for and
+//! decides. ID token claims come from the login `context` the return function prepared, filtered
+//! by the scopes actually granted, so consent never calls Kratos.
+
+use std::sync::Arc;
+
+use askama::Template;
+use lambda_http::{Body, Request, Response};
+
+use super::{csrf_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie};
+use crate::claims::LoginContext;
+use crate::config::Config;
+use crate::hydra::{AcceptConsent, ConsentRequest, ConsentSession, HydraAdmin, RejectRequest};
+use crate::keyset::KeySet;
+use crate::logging::flow_id;
+use crate::replay::sha256_hex;
+use crate::request;
+use crate::response::{render_page, see_other, stylesheet, Failure};
+use crate::token::new_binding_cookie_value;
+use crate::upstream::UpstreamError;
+
+/// What the consent function needs, built once at cold start.
+pub struct ConsentDeps {
+    /// Validated settings.
+    pub config: Config,
+    /// Hydra's admin API.
+    pub hydra: Arc<dyn HydraAdmin>,
+    /// Keys for the CSRF tokens.
+    pub keys: KeySet,
+}
+
+/// Handles `GET` and `POST /consent`.
+pub async fn handle(request: Request, deps: &ConsentDeps) -> Response<Body> {
+    let outcome = match *request.method() {
+        http::Method::GET => show(&request, deps).await,
+        http::Method::POST => decide(&request, deps).await,
+        _ => Err(Failure::MethodNotAllowed),
+    };
+    respond(&request, outcome)
+}
+
+/// Scopes a user cannot untick: without `openid` there is no OpenID Connect login at all.
+const REQUIRED_SCOPES: &[&str] = &["openid"];
+
+/// A readable sentence per well-known scope; other scopes are shown by name.
+fn describe(scope: &str) -> String {
+    match scope {
+        "openid" => "Sign you in with your account".to_owned(),
+        "offline_access" => "Stay signed in when you are not using it (refresh tokens)".to_owned(),
+        "email" => "See your email address".to_owned(),
+        "phone" => "See your phone number".to_owned(),
+        "profile" => "See your name".to_owned(),
+        "address" => "See your postal address".to_owned(),
+        other => format!("Access: {other}"),
+    }
+}
+
+struct ScopeLine {
+    name: String,
+    description: String,
+    required: bool,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    css: &'a str,
+    client_name: String,
+    logo_uri: Option<String>,
+    policy_uri: Option<String>,
+    tos_uri: Option<String>,
+    challenge: &'a str,
+    csrf_token: String,
+    form_action: String,
+    scopes: Vec<ScopeLine>,
+}
+
+async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, Failure> {
+    let params = request::query(request)?;
+    let challenge = request::challenge(&params, "consent_challenge")?;
+    let flow = flow_id(&challenge);
+    let consent = deps
+        .hydra
+        .consent_request(&challenge)
+        .await
+        .map_err(|e| consent_failure(&flow, e, request))?;
+
+    let first_party = consent.client.skip_consent == Some(true)
+        || deps.config.trusted_clients.contains(&consent.client.client_id);
+    if consent.skip || first_party {
+        tracing::info!(flow = %flow, event = "consent_skipped", client_id = %consent.client.client_id, remembered = consent.skip, first_party, "consent granted without a screen");
+        let grant = consent.requested_scope.clone();
+        // A remembered consent stays remembered; a first-party grant is remembered per settings.
+        let remember = !consent.skip && deps.config.remember;
+        return accept(deps, &challenge, &flow, &consent, grant, remember, request).await;
+    }
+
+    let csrf_cookie = match reusable_cookie_value(request::cookie(request, csrf_cookie_name(&deps.config))) {
+        Some(value) => value,
+        None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+    };
+    let client = &consent.client;
+    let page = ConsentPage {
+        css: stylesheet(),
+        client_name: client
+            .client_name
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| client.client_id.clone()),
+        logo_uri: client.logo_uri.clone().filter(|u| is_web_url(u)),
+        policy_uri: client.policy_uri.clone().filter(|u| is_web_url(u)),
+        tos_uri: client.tos_uri.clone().filter(|u| is_web_url(u)),
+        challenge: &challenge,
+        csrf_token: deps.keys.csrf_key().token_for(&csrf_binding(&challenge, &csrf_cookie)),
+        form_action: deps.config.endpoint("consent").path().to_owned(),
+        scopes: consent
+            .requested_scope
+            .iter()
+            .map(|scope| ScopeLine {
+                name: scope.clone(),
+                description: describe(scope),
+                required: REQUIRED_SCOPES.contains(&scope.as_str()),
+            })
+            .collect(),
+    };
+    tracing::info!(flow = %flow, event = "consent_screen", client_id = %client.client_id, "asking the user");
+    let cookie = set_cookie(&deps.config, csrf_cookie_name(&deps.config), &csrf_cookie, 3600);
+    Ok(crate::response::with_cookies(
+        render_page(http::StatusCode::OK, &page),
+        &[cookie],
+    ))
+}
+
+async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, Failure> {
+    check_origin(request, &deps.config)?;
+    let form = request::form(request)?;
+    let challenge = request::challenge(&form, "consent_challenge")?;
+    let flow = flow_id(&challenge);
+    let presented = form.single("csrf_token", 256)?.unwrap_or("");
+    let cookie = request::cookie(request, csrf_cookie_name(&deps.config)).unwrap_or_default();
+    if cookie.is_empty() || !deps.keys.verify_csrf_token(&csrf_binding(&challenge, &cookie), presented) {
+        tracing::warn!(flow = %flow, event = "consent_csrf_refused", "consent form without a valid CSRF token");
+        return Err(Failure::Forbidden {
+            message: "This form has expired or was not sent from this site. Please go back and try again.",
+        });
+    }
+
+    if form.single("action", 16)? != Some("allow") {
+        let reject = RejectRequest {
+            error: "access_denied".to_owned(),
+            error_description: "The resource owner denied the request".to_owned(),
+        };
+        let answer = deps
+            .hydra
+            .reject_consent(&challenge, &reject)
+            .await
+            .map_err(|e| consent_failure(&flow, e, request))?;
+        tracing::info!(flow = %flow, event = "consent_denied", "user denied consent");
+        return Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]));
+    }
+
+    let consent = deps
+        .hydra
+        .consent_request(&challenge)
+        .await
+        .map_err(|e| consent_failure(&flow, e, request))?;
+    // Only scopes Hydra says were requested can be granted, whatever the form claims; required
+    // scopes stay granted even if a forged form leaves them out.
+    let chosen: Vec<&str> = form.all("grant_scope").collect();
+    let grant = consent
+        .requested_scope
+        .iter()
+        .filter(|scope| chosen.contains(&scope.as_str()) || REQUIRED_SCOPES.contains(&scope.as_str()))
+        .cloned()
+        .collect();
+    let remember = form.single("remember", 8)? == Some("true");
+    accept(deps, &challenge, &flow, &consent, grant, remember, request).await
+}
+
+/// Accepts with `grant` (already a subset of the requested scopes) and the matching claims.
+async fn accept(
+    deps: &ConsentDeps,
+    challenge: &str,
+    flow: &str,
+    consent: &ConsentRequest,
+    grant: Vec<String>,
+    remember: bool,
+    request: &Request,
+) -> Result<Response<Body>, Failure> {
+    let context: LoginContext = consent
+        .context
+        .clone()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let body = AcceptConsent {
+        session: ConsentSession {
+            id_token: context.id_token_claims(grant.iter().map(String::as_str)),
+            access_token: serde_json::Map::new(),
+        },
+        grant_access_token_audience: consent.requested_access_token_audience.clone(),
+        grant_scope: grant,
+        remember,
+        remember_for: if remember { deps.config.remember_for.as_secs() } else { 0 },
+    };
+    let answer = deps
+        .hydra
+        .accept_consent(challenge, &body)
+        .await
+        .map_err(|e| consent_failure(flow, e, request))?;
+    tracing::info!(flow = %flow, event = "consent_accepted", granted = ?body.grant_scope, "consent accepted");
+    Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]))
+}
+
+/// What a CSRF token is bound to: this challenge and this browser's CSRF cookie, so a token is
+/// useless for another consent request or in another browser.
+fn csrf_binding(challenge: &str, cookie: &str) -> String {
+    format!("consent:{}:{cookie}", sha256_hex(challenge))
+}
+
+/// Refuses cross-site form posts: `Origin` must be our own, and `Sec-Fetch-Site` (when the
+/// browser sends it) must not say another site.
+fn check_origin(request: &Request, config: &Config) -> Result<(), Failure> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let refused = Failure::Forbidden {
+        message: "This form was sent from another site and was refused.",
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(refused);
+        }
+    }
+    if let Some(origin) = header("origin") {
+        let ours = config.public_base_url.origin().ascii_serialization();
+        if origin != ours {
+            return Err(refused);
+        }
+    }
+    Ok(())
+}
+
+/// Client-supplied links shown on the page must be http(s), never `javascript:` or `data:`.
+fn is_web_url(raw: &str) -> bool {
+    url::Url::parse(raw).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
+}
+
+fn consent_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
+    tracing::warn!(flow = %flow, event = "hydra_consent_failed", error = %error, "cannot use the consent challenge");
+    match error {
+        UpstreamError::NotFound { .. } => Failure::BadRequest {
+            title: "Unknown consent request",
+            message: "This consent request is not known. Please start again from the application.",
+            restart: None,
+        },
+        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
+        e if e.is_transient() => Failure::Unavailable {
+            retry: (request.method() == http::Method::GET).then(|| request::same_link(request)),
+        },
+        _ => Failure::BadGateway,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testkit::*;
+    use crate::hydra::OAuth2Client;
+    use crate::response::tests::assert_secure_html;
+
+    fn deps(kit: &Kit) -> ConsentDeps {
+        let mut config = kit.config.clone();
+        config.trusted_clients.insert("trusted-app".to_owned());
+        ConsentDeps {
+            config,
+            hydra: kit.hydra.clone(),
+            keys: kit.keys(),
+        }
+    }
+
+    fn consent(client_id: &str, skip: bool, skip_consent: Option<bool>) -> ConsentRequest {
+        let context = serde_json::json!({
+            "identity_id": "ident-1",
+            "claims_by_scope": {
+                "email": {"email": "ann@example.com", "email_verified": true},
+                "profile": {"name": "Ann Lee"},
+                "phone": {"phone_number": "+15550001"}
+            }
+        });
+        ConsentRequest {
+            client: OAuth2Client {
+                client_id: client_id.to_owned(),
+                client_name: Some("<b>Evil & Co</b>".to_owned()),
+                logo_uri: Some("https://cdn.example.com/logo.png".to_owned()),
+                policy_uri: Some("javascript:alert(1)".to_owned()),
+                tos_uri: Some("https://example.com/tos".to_owned()),
+                skip_consent,
+                ..OAuth2Client::default()
+            },
+            context: Some(context),
+            requested_scope: vec!["openid".to_owned(), "email".to_owned(), "profile".to_owned()],
+            requested_access_token_audience: vec!["api".to_owned()],
+            skip,
+            subject: "ident-1".to_owned(),
+        }
+    }
+
+    fn post(body: &str, cookie: Option<&str>, origin: Option<&str>) -> Request {
+        let mut builder = http::Request::builder()
+            .method("POST")
+            .uri("/consent")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        if let Some(origin) = origin {
+            builder = builder.header("origin", origin);
+        }
+        builder.body(Body::Text(body.to_owned())).expect("request")
+    }
+
+    /// Shows the screen and returns (csrf cookie header, csrf token).
+    async fn screen(kit: &Kit, challenge: &str) -> (String, String) {
+        let response = handle(get(&format!("/consent?consent_challenge={challenge}"), None), &deps(kit)).await;
+        assert_eq!(response.status(), 200);
+        let cookie = set_cookies(&response)[0].split(';').next().unwrap_or_default().to_owned();
+        let page = body(&response);
+        let token = page
+            .split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("csrf token in form")
+            .to_owned();
+        (cookie, token)
+    }
+
+    #[tokio::test]
+    async fn skip_accepts_requested_scopes_with_claims() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("third", true, None));
+        let response = handle(get("/consent?consent_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let accepted = kit.hydra.accepted_consent("c1").expect("accepted");
+        assert_eq!(accepted.grant_scope, vec!["openid", "email", "profile"]);
+        assert_eq!(accepted.grant_access_token_audience, vec!["api"]);
+        assert_eq!(accepted.session.id_token["email"], "ann@example.com");
+        assert_eq!(accepted.session.id_token["name"], "Ann Lee");
+        assert!(!accepted.session.id_token.contains_key("phone_number"), "phone not requested");
+    }
+
+    #[tokio::test]
+    async fn first_party_clients_skip_the_screen() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("first", false, Some(true)));
+        kit.hydra.add_consent("c2", consent("trusted-app", false, None));
+        for challenge in ["c1", "c2"] {
+            let response = handle(get(&format!("/consent?consent_challenge={challenge}"), None), &deps(&kit)).await;
+            assert_eq!(response.status(), 303, "{challenge}");
+            assert!(kit.hydra.accepted_consent(challenge).expect("accepted").remember);
+        }
+    }
+
+    #[tokio::test]
+    async fn third_party_sees_an_escaped_screen() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("third", false, Some(false)));
+        let response = handle(get("/consent?consent_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 200);
+        assert_secure_html(&response);
+        let page = body(&response);
+        assert!(!page.contains("<b>Evil"), "client name escaped");
+        assert!(!page.contains("javascript:"), "non-web policy link dropped");
+        assert!(page.contains("https://example.com/tos"));
+        assert!(page.contains("See your email address"));
+        assert!(kit.hydra.accepted_consent("c1").is_none());
+        let cookie = &set_cookies(&response)[0];
+        assert!(cookie.starts_with("__Host-bridge_csrf=") && cookie.contains("HttpOnly"));
+    }
+
+    #[tokio::test]
+    async fn allow_grants_only_a_subset_of_requested_scopes() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("third", false, None));
+        let (cookie, token) = screen(&kit, "c1").await;
+        let body = format!(
+            "consent_challenge=c1&csrf_token={}&grant_scope=email&grant_scope=admin&action=allow&remember=true",
+            urlencode(&token)
+        );
+        let response = handle(post(&body, Some(&cookie), Some("https://auth.example.com")), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let accepted = kit.hydra.accepted_consent("c1").expect("accepted");
+        assert_eq!(accepted.grant_scope, vec!["openid", "email"], "admin was never requested, profile unticked");
+        assert!(accepted.remember);
+        assert_eq!(accepted.session.id_token["email"], "ann@example.com");
+        assert!(!accepted.session.id_token.contains_key("name"), "profile not granted");
+    }
+
+    #[tokio::test]
+    async fn deny_rejects_with_access_denied() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("third", false, None));
+        let (cookie, token) = screen(&kit, "c1").await;
+        let body = format!("consent_challenge=c1&csrf_token={}&action=deny", urlencode(&token));
+        let response = handle(post(&body, Some(&cookie), None), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(kit.hydra.rejected_consent("c1").expect("rejected").error, "access_denied");
+        assert!(kit.hydra.accepted_consent("c1").is_none());
+    }
+
+    #[tokio::test]
+    async fn csrf_failures_are_refused() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("third", false, None));
+        kit.hydra.add_consent("c2", consent("third", false, None));
+        let (cookie, token) = screen(&kit, "c1").await;
+        let (_, other_token) = screen(&kit, "c2").await;
+        let allow = |t: &str| format!("consent_challenge=c1&csrf_token={}&action=allow", urlencode(t));
+        let cases = [
+            post("consent_challenge=c1&action=allow", Some(&cookie), None),
+            post(&allow(&token), None, None),
+            post(&allow(&other_token), Some(&cookie), None),
+            post(&allow(&token), Some("__Host-bridge_csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), None),
+            post(&allow(&token), Some(&cookie), Some("https://evil.example.net")),
+        ];
+        for request in cases {
+            let response = handle(request, &deps(&kit)).await;
+            assert_eq!(response.status(), 403);
+            assert_secure_html(&response);
+        }
+        let mut cross_site = post(&allow(&token), Some(&cookie), None);
+        cross_site.headers_mut().insert("sec-fetch-site", http::HeaderValue::from_static("cross-site"));
+        assert_eq!(handle(cross_site, &deps(&kit)).await.status(), 403);
+        assert!(kit.hydra.accepted_consent("c1").is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_and_unavailable_consent_requests() {
+        let kit = Kit::new();
+        kit.hydra.fail_challenge("down", UpstreamKind::Transient);
+        assert_eq!(handle(get("/consent?consent_challenge=nope", None), &deps(&kit)).await.status(), 400);
+        assert_eq!(handle(get("/consent?consent_challenge=down", None), &deps(&kit)).await.status(), 503);
+        assert_eq!(handle(get("/consent", None), &deps(&kit)).await.status(), 400);
+    }
+
+    fn urlencode(value: &str) -> String {
+        url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    }
+}

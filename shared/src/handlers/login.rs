@@ -1,0 +1,362 @@
+//! Login entry (Hydra `urls.login`): `GET /login?login_challenge=...`.
+//!
+//! Hydra asks who the user is. Either Hydra already knows (`skip`), or the browser already has a
+//! good Kratos session (single sign-on across clients), or the browser is sent to Kratos' login
+//! flow with a sealed return_to token that brings the challenge back to the return function.
+//! The login site never sees the challenge.
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Request, Response};
+use url::Url;
+
+use super::{
+    accept_from_session, binding_cookie_name, hydra_redirect, respond, reusable_cookie_value,
+    set_cookie, Clock,
+};
+use crate::config::Config;
+use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
+use crate::kratos::{kratos_cookie_header, KratosApi, KratosSession};
+use crate::logging::flow_id;
+use crate::request;
+use crate::response::{see_other, Failure};
+use crate::token::{browser_binding_hash, new_binding_cookie_value, ReturnToPayload, TokenCodec};
+use crate::upstream::UpstreamError;
+
+/// What login entry needs, built once at cold start.
+pub struct LoginDeps {
+    /// Validated settings.
+    pub config: Config,
+    /// Hydra's admin API.
+    pub hydra: Arc<dyn HydraAdmin>,
+    /// Kratos, for the existing-session check.
+    pub kratos: Arc<dyn KratosApi>,
+    /// Seals the return_to token.
+    pub tokens: TokenCodec,
+    /// Current time.
+    pub clock: Clock,
+}
+
+/// Handles `GET /login`.
+pub async fn handle(request: Request, deps: &LoginDeps) -> Response<Body> {
+    let outcome = run(&request, deps).await;
+    respond(&request, outcome)
+}
+
+async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Failure> {
+    super::require_method(request, &[http::Method::GET])?;
+    let params = request::query(request)?;
+    let challenge = request::challenge(&params, "login_challenge")?;
+    let flow = flow_id(&challenge);
+
+    let login = deps
+        .hydra
+        .login_request(&challenge)
+        .await
+        .map_err(|e| login_request_failure(&flow, e, request))?;
+
+    if login.skip {
+        tracing::info!(flow = %flow, event = "login_skipped", client_id = %login.client.client_id, "Hydra remembers the user");
+        let accept = AcceptLogin {
+            subject: login.subject.clone(),
+            ..AcceptLogin::default()
+        };
+        return accept_and_redirect(deps, &challenge, &flow, &accept, request).await;
+    }
+
+    if let Some(session) = reusable_session(request, deps, &login, &flow).await {
+        tracing::info!(flow = %flow, event = "login_sso", client_id = %login.client.client_id, "existing Kratos session reused");
+        let accept = accept_from_session(&deps.config, &session);
+        return accept_and_redirect(deps, &challenge, &flow, &accept, request).await;
+    }
+
+    let binding = match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
+        Some(value) => value,
+        None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+    };
+    let payload = ReturnToPayload {
+        login_challenge: challenge.clone(),
+        request_url: Some(login.request_url.clone()).filter(|u| !u.is_empty()),
+        client_id: Some(login.client.client_id.clone()).filter(|c| !c.is_empty()),
+        browser_binding: browser_binding_hash(&binding),
+    };
+    let sealed = deps.tokens.seal(&payload, (deps.clock)()).map_err(|e| {
+        tracing::error!(flow = %flow, event = "token_seal_failed", error = %e, "cannot seal the return_to token");
+        Failure::Internal
+    })?;
+    let mut return_to = deps.config.return_url();
+    return_to.query_pairs_mut().append_pair("t", &sealed.token);
+    let kratos_login = kratos_login_url(&deps.config, &return_to, login.forces_login());
+    tracing::info!(
+        flow = %flow,
+        event = "login_redirected_to_kratos",
+        client_id = %login.client.client_id,
+        refresh = login.forces_login(),
+        return_to_bytes = return_to.as_str().len(),
+        "sending the browser to the Kratos login flow"
+    );
+    let cookie = set_cookie(
+        &deps.config,
+        binding_cookie_name(&deps.config),
+        &binding,
+        deps.config.token_ttl.as_secs(),
+    );
+    Ok(see_other(&kratos_login, &[cookie]))
+}
+
+/// Kratos' browser login flow, returning to `return_to`; `refresh=true` makes Kratos ask for
+/// credentials again even when a session exists (`prompt=login`).
+pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url {
+    let mut url = config.kratos_browser_url.clone();
+    let prefix = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{prefix}/self-service/login/browser"));
+    {
+        let mut query = url.query_pairs_mut();
+        query.clear();
+        if refresh {
+            query.append_pair("refresh", "true");
+        }
+        query.append_pair("return_to", return_to.as_str());
+    }
+    url
+}
+
+/// The browser's Kratos session, when single sign-on may use it: the client did not ask for a
+/// fresh login and the authentication is recent enough for its `max_age`. A Kratos failure here
+/// is not fatal: the browser simply goes through the login flow.
+async fn reusable_session(
+    request: &Request,
+    deps: &LoginDeps,
+    login: &LoginRequest,
+    flow: &str,
+) -> Option<KratosSession> {
+    if login.forces_login() {
+        return None;
+    }
+    let cookies = kratos_cookie_header(&request::cookie_header(request), &deps.config.kratos_session_cookie);
+    if cookies.is_empty() {
+        return None;
+    }
+    let session = match deps.kratos.whoami(&cookies).await {
+        Ok(session) => session?,
+        Err(e) => {
+            tracing::warn!(flow = %flow, event = "sso_check_failed", error = %e, "going through the login flow instead");
+            return None;
+        }
+    };
+    if let Some(max_age) = login.max_age() {
+        let age = session.seconds_since_authentication((deps.clock)())?;
+        if age > max_age {
+            return None;
+        }
+    }
+    Some(session)
+}
+
+async fn accept_and_redirect(
+    deps: &LoginDeps,
+    challenge: &str,
+    flow: &str,
+    body: &AcceptLogin,
+    request: &Request,
+) -> Result<Response<Body>, Failure> {
+    let answer = deps
+        .hydra
+        .accept_login(challenge, body)
+        .await
+        .map_err(|e| login_request_failure(flow, e, request))?;
+    let next = hydra_redirect(&deps.config, &answer)?;
+    tracing::info!(flow = %flow, event = "login_accepted", "login accepted at entry");
+    Ok(see_other(&next, &[]))
+}
+
+fn login_request_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
+    tracing::warn!(flow = %flow, event = "hydra_login_request_failed", error = %error, "cannot use the login challenge");
+    match error {
+        UpstreamError::NotFound { .. } => Failure::BadRequest {
+            title: "Unknown sign-in request",
+            message: "This sign-in request is not known. Please start again from the application.",
+            restart: None,
+        },
+        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
+        e if e.is_transient() => Failure::Unavailable {
+            retry: Some(request::same_link(request)),
+        },
+        _ => Failure::BadGateway,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testkit::*;
+    use crate::response::tests::assert_secure_html;
+
+    fn deps(kit: &Kit) -> LoginDeps {
+        LoginDeps {
+            config: kit.config.clone(),
+            hydra: kit.hydra.clone(),
+            kratos: kit.kratos.clone(),
+            tokens: kit.codec(),
+            clock: kit.clock(),
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_or_malformed_challenge_is_400() {
+        let kit = Kit::new();
+        for uri in ["/login", "/login?login_challenge=", "/login?login_challenge=%3Cscript%3E"] {
+            let response = handle(get(uri, None), &deps(&kit)).await;
+            assert_eq!(response.status(), 400, "{uri}");
+            assert_secure_html(&response);
+        }
+        let long = format!("/login?login_challenge={}", "a".repeat(9000));
+        assert_eq!(handle(get(&long, None), &deps(&kit)).await.status(), 400);
+        assert!(kit.hydra.calls().is_empty(), "bad input never reaches Hydra");
+    }
+
+    #[tokio::test]
+    async fn unknown_expired_and_unavailable_challenges() {
+        let kit = Kit::new();
+        kit.hydra.fail_challenge("unknown", UpstreamKind::NotFound);
+        kit.hydra.fail_challenge("expired", UpstreamKind::Expired);
+        kit.hydra.fail_challenge("down", UpstreamKind::Transient);
+        let status = |c: &str| {
+            let deps = deps(&kit);
+            let uri = format!("/login?login_challenge={c}");
+            async move { handle(get(&uri, None), &deps).await }
+        };
+        assert_eq!(status("unknown").await.status(), 400);
+        assert_eq!(status("expired").await.status(), 410);
+        let down = status("down").await;
+        assert_eq!(down.status(), 503);
+        assert_secure_html(&down);
+        assert!(body(&down).contains("login_challenge=down"), "retry offers the same link");
+    }
+
+    #[tokio::test]
+    async fn skip_accepts_with_hydra_subject_without_kratos() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(true, "subject-1", ""));
+        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=s")), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(location(&response), HYDRA_NEXT);
+        let accepted = kit.hydra.accepted_login("c1").expect("accepted");
+        assert_eq!(accepted.subject, "subject-1");
+        assert_eq!(kit.kratos.whoami_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn existing_kratos_session_is_single_sign_on() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?client_id=app"));
+        kit.kratos.add_session("ory_kratos_session=good", session("sess-1", "ident-1", &["oidc"]));
+        let response = handle(
+            get("/login?login_challenge=c1", Some("ory_kratos_session=good; other=x")),
+            &deps(&kit),
+        )
+        .await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(location(&response), HYDRA_NEXT);
+        let accepted = kit.hydra.accepted_login("c1").expect("accepted");
+        assert_eq!(accepted.subject, "ident-1");
+        assert_eq!(accepted.identity_provider_session_id.as_deref(), Some("sess-1"));
+        assert_eq!(accepted.amr, vec!["fed"]);
+        assert_eq!(kit.kratos.last_cookie().as_deref(), Some("ory_kratos_session=good"));
+    }
+
+    #[tokio::test]
+    async fn prompt_login_goes_to_kratos_with_refresh() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?prompt=login"));
+        kit.kratos.add_session("ory_kratos_session=good", session("sess-1", "ident-1", &["oidc"]));
+        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=good")), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let target = Url::parse(&location(&response)).expect("url");
+        assert!(target.as_str().starts_with("https://id.example.com/self-service/login/browser?refresh=true&return_to="));
+        assert!(kit.hydra.accepted_login("c1").is_none());
+    }
+
+    #[tokio::test]
+    async fn max_age_exceeded_goes_to_kratos() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?max_age=60"));
+        let mut old = session("sess-1", "ident-1", &["oidc"]);
+        old.authenticated_at = Some("2026-01-01T00:00:00Z".to_owned());
+        kit.kratos.add_session("ory_kratos_session=old", old);
+        kit.advance(std::time::Duration::from_secs(120));
+        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=old")), &deps(&kit)).await;
+        assert!(location(&response).contains("/self-service/login/browser"));
+        assert!(kit.hydra.accepted_login("c1").is_none());
+    }
+
+    #[tokio::test]
+    async fn no_session_seals_challenge_and_sets_binding_cookie() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?client_id=app"));
+        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let target = Url::parse(&location(&response)).expect("url");
+        assert_eq!(target.path(), "/self-service/login/browser");
+        let return_to = target
+            .query_pairs()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.into_owned())
+            .expect("return_to");
+        assert!(return_to.starts_with("https://auth.example.com/login/return?t="));
+        assert!(!return_to.contains("c1"), "the challenge is sealed, not visible");
+        let cookie = set_cookies(&response).join("\n");
+        assert!(cookie.starts_with("__Host-bridge_binding="), "{cookie}");
+        assert!(cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"));
+        let token = Url::parse(&return_to)
+            .expect("url")
+            .query_pairs()
+            .find(|(k, _)| k == "t")
+            .map(|(_, v)| v.into_owned())
+            .expect("token");
+        let opened = kit.codec().open(&token, kit.now()).expect("opens");
+        assert_eq!(opened.payload.login_challenge, "c1");
+        assert_eq!(opened.payload.client_id.as_deref(), Some("app"));
+    }
+
+    #[tokio::test]
+    async fn binding_cookie_is_reused_across_tabs() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(false, "", ""));
+        let existing = "A".repeat(43);
+        let response = handle(
+            get("/login?login_challenge=c1", Some(&format!("__Host-bridge_binding={existing}"))),
+            &deps(&kit),
+        )
+        .await;
+        assert!(set_cookies(&response)[0].starts_with(&format!("__Host-bridge_binding={existing};")));
+    }
+
+    #[tokio::test]
+    async fn kratos_down_during_sso_check_falls_back_to_the_flow() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(false, "", ""));
+        kit.kratos.fail_whoami(true);
+        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=x")), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert!(location(&response).contains("/self-service/login/browser"));
+    }
+
+    #[tokio::test]
+    async fn foreign_redirect_from_hydra_is_refused() {
+        let kit = Kit::new();
+        kit.hydra.add_login("c1", login_request(true, "subject-1", ""));
+        kit.hydra.set_redirect("https://evil.example.net/next");
+        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 502);
+        assert!(response.headers().get("location").is_none());
+    }
+
+    #[tokio::test]
+    async fn post_is_refused() {
+        let kit = Kit::new();
+        let mut request = get("/login?login_challenge=c1", None);
+        *request.method_mut() = http::Method::POST;
+        assert_eq!(handle(request, &deps(&kit)).await.status(), 405);
+    }
+}

@@ -1,0 +1,505 @@
+//! Return (Kratos `return_to`): `GET /login/return?t=<token>`.
+//!
+//! Kratos sends the browser here after Google or SMS code login (registering first-time users on
+//! the way). The token says which Hydra login request this is; the Kratos session says who the
+//! user is; the replay store makes sure the token is used once. Only then is Hydra told to accept.
+//!
+//! Order matters: nothing is claimed before the token, the browser binding and the session are
+//! checked, and a claim is given back whenever the accept did not happen, so a transient failure
+//! never burns the user's link.
+
+use std::sync::Arc;
+
+use lambda_http::{Body, Request, Response};
+use url::Url;
+
+use super::{
+    accept_from_session, binding_cookie_name, epoch_seconds, hydra_redirect, on_hydra_origin,
+    respond, Clock,
+};
+use crate::config::Config;
+use crate::hydra::HydraAdmin;
+use crate::kratos::{kratos_cookie_header, KratosApi};
+use crate::logging::flow_id;
+use crate::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
+use crate::request;
+use crate::response::{see_other, Failure};
+use crate::token::{browser_binding_matches, OpenedToken, TokenCodec, TokenError, MAX_TOKEN_CHARS};
+use crate::upstream::UpstreamError;
+
+/// What the return function needs, built once at cold start.
+pub struct ReturnDeps {
+    /// Validated settings.
+    pub config: Config,
+    /// Hydra's admin API.
+    pub hydra: Arc<dyn HydraAdmin>,
+    /// Kratos, for the session.
+    pub kratos: Arc<dyn KratosApi>,
+    /// Opens the return_to token.
+    pub tokens: TokenCodec,
+    /// One use per token.
+    pub replay: Arc<dyn ReplayStore>,
+    /// Current time.
+    pub clock: Clock,
+}
+
+/// Handles `GET /login/return`.
+pub async fn handle(request: Request, deps: &ReturnDeps) -> Response<Body> {
+    let outcome = run(&request, deps).await;
+    respond(&request, outcome)
+}
+
+async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Failure> {
+    super::require_method(request, &[http::Method::GET])?;
+    let params = request::query(request)?;
+    let raw_token = params
+        .single("t", MAX_TOKEN_CHARS)?
+        .ok_or(Failure::BadRequest {
+            title: "Invalid sign-in link",
+            message: "This sign-in link is incomplete. Please start again from the application.",
+            restart: None,
+        })?;
+    let now = (deps.clock)();
+    let token = deps.tokens.open(raw_token, now).map_err(token_failure)?;
+    let flow = flow_id(&token.payload.login_challenge);
+    let restart = restart_url(&deps.config, &token);
+
+    let binding = request::cookie(request, binding_cookie_name(&deps.config));
+    if !binding.is_some_and(|value| browser_binding_matches(&token.payload.browser_binding, &value)) {
+        tracing::warn!(flow = %flow, event = "binding_mismatch", "return link opened in a browser that did not start this sign-in");
+        return Err(Failure::Forbidden {
+            message: "This sign-in link was started in another browser. Please start again from the application in this browser.",
+        });
+    }
+
+    let cookies = kratos_cookie_header(&request::cookie_header(request), &deps.config.kratos_session_cookie);
+    let session = deps.kratos.whoami(&cookies).await.map_err(|e| {
+        tracing::warn!(flow = %flow, event = "kratos_whoami_failed", error = %e, "cannot check the Kratos session");
+        unavailable(request, e)
+    })?;
+    let Some(session) = session else {
+        // Kratos has no session for this browser (the login was abandoned, or the cookie did not
+        // reach us): send the browser through the login flow again with the same return link.
+        tracing::info!(flow = %flow, event = "no_kratos_session", "restarting the Kratos login flow");
+        let mut return_to = deps.config.return_url();
+        return_to.query_pairs_mut().append_pair("t", raw_token);
+        return Ok(see_other(&super::login::kratos_login_url(&deps.config, &return_to, false), &[]));
+    };
+
+    let claim = Claim {
+        key: sha256_hex(&token.jti),
+        session_hash: sha256_hex(&session.id),
+        attempt: crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        token_expires_at: token.expires_at,
+        in_progress_until: epoch_seconds(now) + deps.config.in_progress_ttl.as_secs(),
+        now: epoch_seconds(now),
+    };
+    let outcome = deps.replay.claim(&claim).await.map_err(|e| {
+        tracing::warn!(flow = %flow, event = "replay_store_failed", error = %e, "cannot claim the token");
+        unavailable(request, e)
+    })?;
+    match outcome {
+        ClaimOutcome::Claimed => {}
+        ClaimOutcome::Completed { redirect_to, session_hash } if session_hash == claim.session_hash => {
+            tracing::info!(flow = %flow, event = "return_repeated", "same session used the link again; same destination");
+            let next = on_hydra_origin(&deps.config, &redirect_to).ok_or(Failure::BadGateway)?;
+            return Ok(see_other(&next, &[]));
+        }
+        ClaimOutcome::InProgress { session_hash } if session_hash == claim.session_hash => {
+            return Err(Failure::InProgress {
+                retry: Some(request::same_link(request)),
+            });
+        }
+        ClaimOutcome::Completed { .. } | ClaimOutcome::InProgress { .. } => {
+            tracing::warn!(flow = %flow, event = "replay_rejected", "token used by another session");
+            return Err(Failure::Forbidden {
+                message: "This sign-in link has already been used. Please start again from the application.",
+            });
+        }
+    }
+
+    let accept = accept_from_session(&deps.config, &session);
+    let answer = match deps.hydra.accept_login(&token.payload.login_challenge, &accept).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            release(deps, &claim, &flow).await;
+            tracing::warn!(flow = %flow, event = "hydra_accept_failed", error = %error, "login not accepted");
+            return match (error, restart) {
+                // The challenge is dead (expired, already used, unknown): Hydra's original
+                // authorization URL starts a fresh one, and the Kratos session makes it quick.
+                (UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }, Some(url)) => {
+                    tracing::info!(flow = %flow, event = "login_restarted", "restarting through Hydra's request_url");
+                    Ok(see_other(&url, &[]))
+                }
+                (UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }, None) => {
+                    Err(Failure::Expired { restart: None })
+                }
+                (error, _) => Err(unavailable(request, error)),
+            };
+        }
+    };
+    let next = match hydra_redirect(&deps.config, &answer) {
+        Ok(next) => next,
+        Err(failure) => {
+            release(deps, &claim, &flow).await;
+            return Err(failure);
+        }
+    };
+    if let Err(e) = deps.replay.complete(&claim, next.as_str()).await {
+        // The login is accepted; the user may go on. A refresh will find the claim in progress
+        // until it expires, then accept again (Hydra allows that for the same challenge).
+        tracing::warn!(flow = %flow, event = "replay_complete_failed", error = %e, "could not record completion");
+    }
+    tracing::info!(
+        flow = %flow,
+        event = "login_accepted",
+        client_id = token.payload.client_id.as_deref().unwrap_or(""),
+        amr = ?accept.amr,
+        "login accepted after Kratos"
+    );
+    Ok(see_other(&next, &[]))
+}
+
+/// Hydra's original authorization URL, when it is on Hydra's public origin: the only safe way
+/// to start a dead flow again.
+fn restart_url(config: &Config, token: &OpenedToken) -> Option<Url> {
+    token
+        .payload
+        .request_url
+        .as_deref()
+        .and_then(|raw| on_hydra_origin(config, raw))
+}
+
+async fn release(deps: &ReturnDeps, claim: &Claim, flow: &str) {
+    if let Err(e) = deps.replay.release(claim).await {
+        // The in-progress expiry frees the token soon anyway.
+        tracing::warn!(flow = %flow, event = "replay_release_failed", error = %e, "claim left to expire");
+    }
+}
+
+fn unavailable(request: &Request, error: UpstreamError) -> Failure {
+    if error.is_transient() {
+        Failure::Unavailable {
+            retry: Some(request::same_link(request)),
+        }
+    } else {
+        Failure::BadGateway
+    }
+}
+
+fn token_failure(error: TokenError) -> Failure {
+    tracing::warn!(event = "token_refused", reason = %error, "return_to token refused");
+    match error {
+        TokenError::Expired => Failure::Expired { restart: None },
+        _ => Failure::BadRequest {
+            title: "Invalid sign-in link",
+            message: "This sign-in link is invalid or has been altered. Please start again from the application.",
+            restart: None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handlers::testkit::*;
+    use crate::response::tests::assert_secure_html;
+    use crate::token::{browser_binding_hash, ReturnToPayload};
+    use std::time::Duration;
+
+    const BINDING: &str = "bindingbindingbindingbindingbindingbinding1";
+    const REQUEST_URL: &str = "https://oauth.example.com/oauth2/auth?client_id=app&state=s";
+
+    fn deps(kit: &Kit) -> ReturnDeps {
+        ReturnDeps {
+            config: kit.config.clone(),
+            hydra: kit.hydra.clone(),
+            kratos: kit.kratos.clone(),
+            tokens: kit.codec(),
+            replay: kit.replay.clone(),
+            clock: kit.clock(),
+        }
+    }
+
+    fn token(kit: &Kit, challenge: &str) -> String {
+        let payload = ReturnToPayload {
+            login_challenge: challenge.to_owned(),
+            request_url: Some(REQUEST_URL.to_owned()),
+            client_id: Some("app".to_owned()),
+            browser_binding: browser_binding_hash(BINDING),
+        };
+        kit.codec().seal(&payload, kit.now()).expect("seal").token
+    }
+
+    fn link(token: &str) -> String {
+        let mut url = Url::parse("https://auth.example.com/login/return").expect("url");
+        url.query_pairs_mut().append_pair("t", token);
+        format!("/login/return?{}", url.query().unwrap_or(""))
+    }
+
+    fn cookies(session_cookie: &str) -> String {
+        format!("__Host-bridge_binding={BINDING}; {session_cookie}")
+    }
+
+    fn kit_with_session() -> Kit {
+        let kit = Kit::new();
+        kit.kratos.add_session("ory_kratos_session=s1", session("sess-1", "ident-1", &["oidc"]));
+        kit.kratos.add_session("ory_kratos_session=s2", session("sess-2", "ident-2", &["code"]));
+        kit
+    }
+
+    #[tokio::test]
+    async fn accepts_with_kratos_identity_and_records_completion() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(location(&response), HYDRA_NEXT);
+        let accepted = kit.hydra.accepted_login("c1").expect("accepted");
+        assert_eq!(accepted.subject, "ident-1");
+        assert_eq!(accepted.identity_provider_session_id.as_deref(), Some("sess-1"));
+        assert_eq!(accepted.acr.as_deref(), Some("aal1"));
+        let context = accepted.context.expect("context");
+        assert_eq!(context["identity_id"], "ident-1");
+        assert_eq!(context["claims_by_scope"]["email"]["email"], "ann@example.com");
+        assert_eq!(context["claims_by_scope"]["email"]["email_verified"], true);
+        assert_eq!(kit.replay.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn same_session_repeat_gets_the_same_redirect_without_second_accept() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        let first = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        kit.hydra.set_redirect("https://oauth.example.com/other");
+        let again = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(again.status(), 303);
+        assert_eq!(location(&again), location(&first));
+        assert_eq!(kit.hydra.accept_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn replay_from_another_session_is_refused() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let replay = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s2"))), &deps(&kit)).await;
+        assert_eq!(replay.status(), 403);
+        assert_secure_html(&replay);
+        assert_eq!(kit.hydra.accept_count(), 1);
+        assert_eq!(kit.hydra.accepted_login("c1").expect("first").subject, "ident-1");
+    }
+
+    #[tokio::test]
+    async fn token_without_its_binding_cookie_is_refused() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        for cookie in [
+            "ory_kratos_session=s1".to_owned(),
+            "__Host-bridge_binding=someone-elses; ory_kratos_session=s1".to_owned(),
+        ] {
+            let response = handle(get(&link(&t), Some(&cookie)), &deps(&kit)).await;
+            assert_eq!(response.status(), 403);
+        }
+        assert_eq!(kit.hydra.accept_count(), 0);
+        assert!(kit.replay.is_empty(), "nothing claimed");
+    }
+
+    #[tokio::test]
+    async fn bad_tokens_are_400_and_never_reach_hydra() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        let mut tampered = t.clone().into_bytes();
+        let middle = tampered.len() / 2;
+        tampered[middle] = if tampered[middle] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        let truncated = t[..t.len() - 5].to_owned();
+        let other_key = {
+            let keys = crate::keyset::KeySet::from_json(
+                r#"{"current":"k9","keys":[{"kid":"k9","secret":"b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktb3RoZXI"}]}"#,
+            )
+            .expect("keys");
+            let issuer = kit.config.token_issuer();
+            let codec = TokenCodec::new(keys, issuer.clone(), issuer, Duration::from_secs(600)).expect("codec");
+            codec
+                .seal(
+                    &ReturnToPayload {
+                        login_challenge: "c1".to_owned(),
+                        request_url: None,
+                        client_id: None,
+                        browser_binding: browser_binding_hash(BINDING),
+                    },
+                    kit.now(),
+                )
+                .expect("seal")
+                .token
+        };
+        let wrong_audience = {
+            let codec = TokenCodec::new(kit.keys(), kit.config.token_issuer(), "https://other.example.com", Duration::from_secs(600)).expect("codec");
+            codec
+                .seal(
+                    &ReturnToPayload {
+                        login_challenge: "c1".to_owned(),
+                        request_url: None,
+                        client_id: None,
+                        browser_binding: browser_binding_hash(BINDING),
+                    },
+                    kit.now(),
+                )
+                .expect("seal")
+                .token
+        };
+        for bad in [tampered, truncated, other_key, wrong_audience, "x".to_owned(), String::new()] {
+            let response = handle(get(&link(&bad), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+            assert_eq!(response.status(), 400);
+            assert_secure_html(&response);
+        }
+        let missing = handle(get("/login/return", Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(missing.status(), 400);
+        assert_eq!(kit.hydra.accept_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn expired_token_is_410() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        kit.advance(Duration::from_secs(601));
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(response.status(), 410);
+        assert_eq!(kit.hydra.accept_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn token_under_the_previous_key_still_works() {
+        let kit = kit_with_session();
+        let old_keys = crate::keyset::KeySet::from_json(
+            r#"{"current":"k1","keys":[{"kid":"k1","secret":"Zmlyc3Qta2V5LWZpcnN0LWtleS1maXJzdC1rZXktZmlyc3Q"}]}"#,
+        )
+        .expect("keys");
+        let issuer = kit.config.token_issuer();
+        let old_codec = TokenCodec::new(old_keys, issuer.clone(), issuer, Duration::from_secs(600)).expect("codec");
+        let t = old_codec
+            .seal(
+                &ReturnToPayload {
+                    login_challenge: "c1".to_owned(),
+                    request_url: None,
+                    client_id: None,
+                    browser_binding: browser_binding_hash(BINDING),
+                },
+                kit.now(),
+            )
+            .expect("seal")
+            .token;
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+    }
+
+    #[tokio::test]
+    async fn no_kratos_session_restarts_the_flow_with_the_same_link() {
+        let kit = Kit::new();
+        let t = token(&kit, "c1");
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=unknown"))), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let target = Url::parse(&location(&response)).expect("url");
+        assert_eq!(target.path(), "/self-service/login/browser");
+        let return_to = target.query_pairs().find(|(k, _)| k == "return_to").map(|(_, v)| v.into_owned());
+        assert_eq!(return_to.as_deref(), Some(format!("https://auth.example.com{}", link(&t)).as_str()));
+        assert!(kit.replay.is_empty());
+    }
+
+    #[tokio::test]
+    async fn transient_hydra_failure_releases_the_claim_and_retry_succeeds() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        kit.hydra.fail_accept("c1", UpstreamKind::Transient);
+        let failed = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(failed.status(), 503);
+        assert_secure_html(&failed);
+        assert!(body(&failed).contains("/login/return?t="), "retry link is the same link");
+        assert!(kit.replay.is_empty(), "claim released");
+        kit.hydra.heal_accept("c1");
+        let retried = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(retried.status(), 303);
+    }
+
+    #[tokio::test]
+    async fn hydra_refusing_the_accept_is_502_and_releases_the_claim() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        kit.hydra.fail_accept("c1", UpstreamKind::Rejected);
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(response.status(), 502);
+        assert!(kit.replay.is_empty());
+    }
+
+    #[tokio::test]
+    async fn transient_kratos_failure_claims_nothing() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        kit.kratos.fail_whoami(true);
+        let failed = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(failed.status(), 503);
+        assert!(kit.replay.is_empty());
+        kit.kratos.fail_whoami(false);
+        let retried = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(retried.status(), 303);
+    }
+
+    #[tokio::test]
+    async fn expired_challenge_restarts_through_request_url() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        kit.hydra.fail_accept("c1", UpstreamKind::Expired);
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(location(&response), REQUEST_URL);
+        assert!(kit.replay.is_empty());
+    }
+
+    #[tokio::test]
+    async fn lambda_killed_after_claim_frees_the_token_after_in_progress_expiry() {
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        let opened = kit.codec().open(&t, kit.now()).expect("open");
+        // Simulate a previous invocation that claimed and died.
+        let now = epoch_seconds(kit.now());
+        let dead = Claim {
+            key: sha256_hex(&opened.jti),
+            session_hash: sha256_hex("sess-1"),
+            attempt: "dead".to_owned(),
+            token_expires_at: opened.expires_at,
+            in_progress_until: now + 30,
+            now,
+        };
+        kit.replay.claim(&dead).await.expect("claim");
+        let blocked = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(blocked.status(), 409);
+        kit.advance(Duration::from_secs(31));
+        let freed = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        assert_eq!(freed.status(), 303);
+    }
+
+    #[tokio::test]
+    async fn replay_store_down_is_503_and_nothing_accepted() {
+        struct DownStore;
+        #[async_trait::async_trait]
+        impl ReplayStore for DownStore {
+            async fn claim(&self, _: &Claim) -> Result<ClaimOutcome, UpstreamError> {
+                Err(upstream_error(UpstreamKind::Transient, crate::upstream::Upstream::ReplayStore))
+            }
+            async fn complete(&self, _: &Claim, _: &str) -> Result<(), UpstreamError> {
+                Ok(())
+            }
+            async fn release(&self, _: &Claim) -> Result<(), UpstreamError> {
+                Ok(())
+            }
+        }
+        let kit = kit_with_session();
+        let t = token(&kit, "c1");
+        let mut deps = deps(&kit);
+        deps.replay = Arc::new(DownStore);
+        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps).await;
+        assert_eq!(response.status(), 503);
+        assert_eq!(kit.hydra.accept_count(), 0);
+    }
+}

@@ -1,0 +1,122 @@
+//! One module per route, each a plain async function from a request and its dependencies to a
+//! response, readable top to bottom. What two routes share (accepting a login from a Kratos
+//! session, checking where Hydra sends the browser, the browser-binding cookie) lives here.
+
+pub mod consent;
+pub mod error_page;
+pub mod login;
+pub mod login_return;
+pub mod logout;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use lambda_http::{Body, Request, Response};
+use url::Url;
+
+use crate::claims::{authentication_references, LoginContext};
+use crate::config::Config;
+use crate::hydra::{AcceptLogin, RedirectTo};
+use crate::kratos::KratosSession;
+use crate::response::Failure;
+
+/// The clock handlers read, injectable so tests can expire tokens and sessions.
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// The real clock.
+pub fn system_clock() -> Clock {
+    Arc::new(SystemTime::now)
+}
+
+/// Epoch seconds of a clock reading (0 for a clock before 1970, which no real clock is).
+pub(crate) fn epoch_seconds(now: SystemTime) -> u64 {
+    now.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Turns a handler's outcome into the response, in the one place where failures are rendered.
+pub(crate) fn respond(request: &Request, outcome: Result<Response<Body>, Failure>) -> Response<Body> {
+    outcome.unwrap_or_else(|failure| failure.into_response(crate::request::wants_json(request)))
+}
+
+/// Refuses anything but the allowed methods before any parsing happens.
+pub(crate) fn require_method(request: &Request, allowed: &[http::Method]) -> Result<(), Failure> {
+    if allowed.contains(request.method()) {
+        Ok(())
+    } else {
+        Err(Failure::MethodNotAllowed)
+    }
+}
+
+/// Hydra's `redirect_to`, only if it points at Hydra's configured public origin: the functions
+/// must never become an open redirect, even if Hydra (or something pretending to be Hydra)
+/// answers with a foreign URL.
+pub(crate) fn hydra_redirect(config: &Config, answer: &RedirectTo) -> Result<Url, Failure> {
+    on_hydra_origin(config, &answer.redirect_to).ok_or_else(|| {
+        tracing::error!(event = "foreign_redirect_refused", "Hydra answered with a redirect outside its public origin");
+        Failure::BadGateway
+    })
+}
+
+/// Parses `raw` and keeps it only when it is on Hydra's public origin.
+pub(crate) fn on_hydra_origin(config: &Config, raw: &str) -> Option<Url> {
+    let url = Url::parse(raw).ok()?;
+    let expected = &config.hydra_public_url;
+    let same_origin = url.scheme() == expected.scheme()
+        && url.host() == expected.host()
+        && url.port_or_known_default() == expected.port_or_known_default()
+        && url.username().is_empty()
+        && url.password().is_none();
+    same_origin.then_some(url)
+}
+
+/// The accept body for a login proven by a Kratos session: the subject is always the Kratos
+/// identity id, never anything the request says.
+pub(crate) fn accept_from_session(config: &Config, session: &KratosSession) -> AcceptLogin {
+    let (amr, acr) = authentication_references(session);
+    let context = LoginContext::from_identity(&session.identity, &config.claim_mapping);
+    AcceptLogin {
+        subject: session.identity.id.clone(),
+        remember: config.remember,
+        remember_for: config.remember_for.as_secs(),
+        acr: Some(acr),
+        amr,
+        context: serde_json::to_value(context).ok(),
+        identity_provider_session_id: Some(session.id.clone()),
+    }
+}
+
+/// Name of the browser-binding cookie. `__Host-` pins it to our exact host over https.
+pub(crate) fn binding_cookie_name(config: &Config) -> &'static str {
+    if config.dev_insecure_cookies {
+        "bridge_binding"
+    } else {
+        "__Host-bridge_binding"
+    }
+}
+
+/// Name of the consent CSRF cookie.
+pub(crate) fn csrf_cookie_name(config: &Config) -> &'static str {
+    if config.dev_insecure_cookies {
+        "bridge_csrf"
+    } else {
+        "__Host-bridge_csrf"
+    }
+}
+
+/// A `Set-Cookie` value for one of our cookies: HttpOnly, SameSite=Lax, host-only, path `/`,
+/// Secure unless the explicit local-development flag is set.
+pub(crate) fn set_cookie(config: &Config, name: &str, value: &str, max_age_seconds: u64) -> String {
+    let secure = if config.dev_insecure_cookies { "" } else { "; Secure" };
+    format!("{name}={value}; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax{secure}")
+}
+
+/// A random cookie value we set earlier, reused when well-formed so that two sign-ins in two
+/// tabs of the same browser do not invalidate each other.
+pub(crate) fn reusable_cookie_value(value: Option<String>) -> Option<String> {
+    value.filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+#[cfg(test)]
+pub(crate) mod testkit;

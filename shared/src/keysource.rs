@@ -1,0 +1,636 @@
+//! Where the key set JSON comes from: inline in the environment for local runs, or AWS Secrets
+//! Manager in deployments.
+//!
+//! Secrets Manager is called with one hand-signed HTTPS request instead of the AWS SDK: the SDK
+//! would add megabytes and cold-start time to every function for a single call made once per
+//! cold start. The request is `GetSecretValue` over the AWS JSON 1.1 protocol, signed with SigV4
+//! using the credentials Lambda puts in the environment.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::sign::v4;
+use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use reqwest::Url;
+use serde::Deserialize;
+
+use crate::keyset::{KeySet, KeySetError};
+
+/// Env var holding the key set JSON itself (local runs; see `docs/design.md`).
+pub const KEYSET_JSON_VAR: &str = "BRIDGE_KEYSET_JSON";
+/// Env var holding the ARN (or name) of the Secrets Manager secret whose string is the key set.
+pub const KEYSET_SECRET_ARN_VAR: &str = "BRIDGE_KEYSET_SECRET_ARN";
+
+const SERVICE_NAME: &str = "secretsmanager";
+const TARGET_HEADER: &str = "x-amz-target";
+const GET_SECRET_VALUE_TARGET: &str = "secretsmanager.GetSecretValue";
+const AWS_JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// Why the key set could not be located or loaded.
+///
+/// Messages name variables, ARNs and AWS error types, never secret values or credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    /// Neither source variable is set, so the functions would have no keys.
+    #[error("set one of {KEYSET_JSON_VAR} or {KEYSET_SECRET_ARN_VAR}")]
+    NotConfigured,
+    /// Both source variables are set; refusing to guess which one the operator meant.
+    #[error("set only one of {KEYSET_JSON_VAR} and {KEYSET_SECRET_ARN_VAR}, not both")]
+    BothConfigured,
+    /// A variable Lambda normally provides (credentials, region) is missing.
+    #[error("environment variable {variable} is not set")]
+    MissingEnvironment {
+        /// The missing variable.
+        variable: &'static str,
+    },
+    /// The Secrets Manager endpoint override is not an absolute http(s) URL.
+    #[error("Secrets Manager endpoint is invalid: {reason}")]
+    InvalidEndpoint {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// SigV4 signing failed (bad header values or a signer bug).
+    #[error("signing the Secrets Manager request failed")]
+    Signing(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The request did not complete (connection, TLS, timeout).
+    #[error("calling Secrets Manager failed")]
+    Transport(#[source] reqwest::Error),
+    /// Secrets Manager answered with an error, e.g. `AccessDeniedException`.
+    #[error("Secrets Manager refused GetSecretValue for {secret_id}: HTTP {status}, {error_type}")]
+    Refused {
+        /// The secret that was asked for.
+        secret_id: String,
+        /// HTTP status code.
+        status: u16,
+        /// The AWS error type, without its message.
+        error_type: String,
+    },
+    /// The answer was not the expected JSON; its content is not echoed as it may hold the secret.
+    #[error("Secrets Manager returned an unexpected response for {secret_id}")]
+    UnexpectedResponse {
+        /// The secret that was asked for.
+        secret_id: String,
+    },
+    /// The secret is stored as binary; the key set must be a string secret.
+    #[error("secret {secret_id} has no SecretString (binary secrets are not supported)")]
+    NotAStringSecret {
+        /// The secret that was asked for.
+        secret_id: String,
+    },
+    /// The JSON was loaded but is not a valid key set.
+    #[error("key set is invalid")]
+    KeySet(#[from] KeySetError),
+}
+
+/// Where to load the key set from, decided once at cold start from the environment.
+pub struct KeySource {
+    origin: Origin,
+}
+
+enum Origin {
+    Inline(String),
+    SecretsManager(SecretsManagerSecret),
+}
+
+/// Everything needed to fetch one secret: its id, where to ask, and how to sign.
+struct SecretsManagerSecret {
+    secret_id: String,
+    region: String,
+    endpoint: Url,
+    credentials: Credentials,
+}
+
+impl fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.origin {
+            Origin::Inline(_) => f.write_str("KeySource::Inline([redacted])"),
+            Origin::SecretsManager(secret) => f
+                .debug_struct("KeySource::SecretsManager")
+                .field("secret_id", &secret.secret_id)
+                .field("region", &secret.region)
+                .field("endpoint", &secret.endpoint.as_str())
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl KeySource {
+    /// Reads the process environment; see [`KeySource::from_vars`].
+    pub fn from_env() -> Result<Self, KeySourceError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// Decides the source from variables looked up through `vars`, so tests need not touch the
+    /// process environment. Exactly one of [`KEYSET_JSON_VAR`] and [`KEYSET_SECRET_ARN_VAR`] must
+    /// be non-empty; for Secrets Manager the Lambda credentials (`AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`) and `AWS_REGION` are read now too,
+    /// so a misconfigured function fails at cold start.
+    pub fn from_vars(vars: impl Fn(&str) -> Option<String>) -> Result<Self, KeySourceError> {
+        let non_empty = |name: &str| vars(name).filter(|value| !value.trim().is_empty());
+        let inline = non_empty(KEYSET_JSON_VAR);
+        let secret_id = non_empty(KEYSET_SECRET_ARN_VAR);
+        let origin = match (inline, secret_id) {
+            (Some(_), Some(_)) => return Err(KeySourceError::BothConfigured),
+            (None, None) => return Err(KeySourceError::NotConfigured),
+            (Some(json), None) => Origin::Inline(json),
+            (None, Some(secret_id)) => {
+                let required = |variable: &'static str| {
+                    non_empty(variable).ok_or(KeySourceError::MissingEnvironment { variable })
+                };
+                let credentials = Credentials::new(
+                    required("AWS_ACCESS_KEY_ID")?,
+                    required("AWS_SECRET_ACCESS_KEY")?,
+                    non_empty("AWS_SESSION_TOKEN"),
+                    None,
+                    "lambda-environment",
+                );
+                let arn = parse_arn(&secret_id);
+                let region = match &arn {
+                    Some(arn) => arn.region.to_owned(),
+                    None => required("AWS_REGION")?,
+                };
+                let dns_suffix = match arn.map(|arn| arn.partition) {
+                    Some("aws-cn") => "amazonaws.com.cn",
+                    _ => "amazonaws.com",
+                };
+                let endpoint =
+                    parse_endpoint(&format!("https://{SERVICE_NAME}.{region}.{dns_suffix}/"))?;
+                Origin::SecretsManager(SecretsManagerSecret {
+                    secret_id: secret_id.trim().to_owned(),
+                    region,
+                    endpoint,
+                    credentials,
+                })
+            }
+        };
+        Ok(Self { origin })
+    }
+
+    /// Sends Secrets Manager requests to `endpoint` instead of the regional AWS endpoint, for
+    /// tests and local emulators. Has no effect on an inline source.
+    pub fn with_secrets_manager_endpoint(mut self, endpoint: &str) -> Result<Self, KeySourceError> {
+        if let Origin::SecretsManager(secret) = &mut self.origin {
+            secret.endpoint = parse_endpoint(endpoint)?;
+        }
+        Ok(self)
+    }
+
+    /// Loads and validates the key set. `http` is the caller's shared client, whose timeouts and
+    /// TLS roots apply to the Secrets Manager call.
+    pub async fn load(&self, http: &reqwest::Client) -> Result<KeySet, KeySourceError> {
+        match &self.origin {
+            Origin::Inline(json) => Ok(KeySet::from_json(json)?),
+            Origin::SecretsManager(secret) => {
+                let json = secret.fetch(http, SystemTime::now()).await?;
+                Ok(KeySet::from_json(&json)?)
+            }
+        }
+    }
+}
+
+struct Arn<'a> {
+    partition: &'a str,
+    region: &'a str,
+}
+
+/// Extracts partition and region from a Secrets Manager ARN, so a secret in another region is
+/// fetched from that region. `None` for plain secret names.
+fn parse_arn(secret_id: &str) -> Option<Arn<'_>> {
+    let mut parts = secret_id.trim().splitn(6, ':');
+    let (Some("arn"), Some(partition), Some(SERVICE_NAME), Some(region)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let region_is_plausible = !region.is_empty()
+        && region
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+    region_is_plausible.then_some(Arn { partition, region })
+}
+
+fn parse_endpoint(endpoint: &str) -> Result<Url, KeySourceError> {
+    let url = Url::parse(endpoint).map_err(|_| KeySourceError::InvalidEndpoint {
+        reason: "not an absolute URL",
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(KeySourceError::InvalidEndpoint {
+            reason: "scheme is not http or https",
+        });
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(KeySourceError::InvalidEndpoint { reason: "no host" });
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(KeySourceError::InvalidEndpoint {
+            reason: "query or fragment present",
+        });
+    }
+    Ok(url)
+}
+
+#[derive(Deserialize)]
+struct GetSecretValueResponse {
+    #[serde(rename = "SecretString")]
+    secret_string: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AwsErrorResponse {
+    #[serde(rename = "__type")]
+    error_type: Option<String>,
+}
+
+impl SecretsManagerSecret {
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        now: SystemTime,
+    ) -> Result<String, KeySourceError> {
+        let request = self.signed_request(http, now)?;
+        tracing::debug!(secret_id = %self.secret_id, "loading key set from Secrets Manager");
+        let response = http
+            .execute(request)
+            .await
+            .map_err(KeySourceError::Transport)?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(KeySourceError::Transport)?;
+        if !status.is_success() {
+            let error_type = serde_json::from_slice::<AwsErrorResponse>(&body)
+                .ok()
+                .and_then(|error| error.error_type)
+                // Some endpoints prefix the type with a namespace: `...#AccessDeniedException`.
+                .map(|error_type| match error_type.rsplit_once('#') {
+                    Some((_, short)) => short.to_owned(),
+                    None => error_type,
+                })
+                .unwrap_or_else(|| "unknown error".to_owned());
+            return Err(KeySourceError::Refused {
+                secret_id: self.secret_id.clone(),
+                status: status.as_u16(),
+                error_type,
+            });
+        }
+        let parsed: GetSecretValueResponse =
+            serde_json::from_slice(&body).map_err(|_| KeySourceError::UnexpectedResponse {
+                secret_id: self.secret_id.clone(),
+            })?;
+        parsed
+            .secret_string
+            .ok_or_else(|| KeySourceError::NotAStringSecret {
+                secret_id: self.secret_id.clone(),
+            })
+    }
+
+    /// Builds the SigV4-signed `GetSecretValue` request. The signer sees exactly the method, URL,
+    /// headers and body bytes that reqwest then sends; `host` is derived from the URL the same way
+    /// by both (default ports omitted).
+    fn signed_request(
+        &self,
+        http: &reqwest::Client,
+        now: SystemTime,
+    ) -> Result<reqwest::Request, KeySourceError> {
+        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": self.secret_id }))
+            .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
+        let identity = self.credentials.clone().into();
+        let signing_params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(SERVICE_NAME)
+            .time(now)
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|error| KeySourceError::Signing(Box::new(error)))?
+            .into();
+        let signed_headers = [
+            (CONTENT_TYPE.as_str(), AWS_JSON_CONTENT_TYPE),
+            (TARGET_HEADER, GET_SECRET_VALUE_TARGET),
+        ];
+        let signable = SignableRequest::new(
+            "POST",
+            self.endpoint.as_str(),
+            signed_headers.into_iter(),
+            SignableBody::Bytes(&body),
+        )
+        .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
+        let (instructions, _signature) = sign(signable, &signing_params)
+            .map_err(|error| KeySourceError::Signing(Box::new(error)))?
+            .into_parts();
+
+        let mut builder = http.post(self.endpoint.clone());
+        for (name, value) in signed_headers {
+            builder = builder.header(name, value);
+        }
+        for header in instructions.headers() {
+            let (name, value) = header;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
+            let mut value = HeaderValue::from_str(value)
+                .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
+            // Keeps the signature and session token out of any header debug output.
+            value.set_sensitive(true);
+            builder = builder.header(name, value);
+        }
+        builder
+            .body(body)
+            .build()
+            .map_err(KeySourceError::Transport)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyset::tests::test_secret;
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    use std::collections::HashMap;
+    use wiremock::matchers::{body_json, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    const ARN: &str = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bridge-keyset-AbCdEf";
+    const ACCESS_KEY: &str = "AKIDEXAMPLE";
+    const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    const SESSION_TOKEN: &str = "session-token-example";
+
+    fn lambda_vars(extra: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let mut vars: HashMap<String, String> = [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", SESSION_TOKEN),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        for (name, value) in extra {
+            vars.insert((*name).to_owned(), (*value).to_owned());
+        }
+        move |name| vars.get(name).cloned()
+    }
+
+    fn keyset_json() -> String {
+        format!(
+            r#"{{"current":"k1","keys":[{{"kid":"k1","secret":"{}"}}]}}"#,
+            test_secret(1)
+        )
+    }
+
+    #[test]
+    fn exactly_one_source_must_be_configured() {
+        assert!(matches!(
+            KeySource::from_vars(lambda_vars(&[])),
+            Err(KeySourceError::NotConfigured)
+        ));
+        assert!(matches!(
+            KeySource::from_vars(lambda_vars(&[(KEYSET_JSON_VAR, " ")])),
+            Err(KeySourceError::NotConfigured)
+        ));
+        assert!(matches!(
+            KeySource::from_vars(lambda_vars(&[
+                (KEYSET_JSON_VAR, "{}"),
+                (KEYSET_SECRET_ARN_VAR, ARN)
+            ])),
+            Err(KeySourceError::BothConfigured)
+        ));
+    }
+
+    #[test]
+    fn secrets_manager_needs_lambda_credentials() {
+        let vars = |name: &str| (name == KEYSET_SECRET_ARN_VAR).then(|| ARN.to_owned());
+        assert!(matches!(
+            KeySource::from_vars(vars),
+            Err(KeySourceError::MissingEnvironment {
+                variable: "AWS_ACCESS_KEY_ID"
+            })
+        ));
+    }
+
+    #[test]
+    fn region_and_endpoint_follow_the_arn() {
+        let source = KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, ARN)])).unwrap();
+        let Origin::SecretsManager(secret) = &source.origin else {
+            panic!("expected Secrets Manager");
+        };
+        assert_eq!(secret.region, "eu-west-1");
+        assert_eq!(
+            secret.endpoint.as_str(),
+            "https://secretsmanager.eu-west-1.amazonaws.com/"
+        );
+
+        let by_name =
+            KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, "bridge-keyset")])).unwrap();
+        let Origin::SecretsManager(secret) = &by_name.origin else {
+            panic!("expected Secrets Manager");
+        };
+        assert_eq!(secret.region, "us-east-1");
+
+        let china = KeySource::from_vars(lambda_vars(&[(
+            KEYSET_SECRET_ARN_VAR,
+            "arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:k",
+        )]))
+        .unwrap();
+        let Origin::SecretsManager(secret) = &china.origin else {
+            panic!("expected Secrets Manager");
+        };
+        assert_eq!(
+            secret.endpoint.as_str(),
+            "https://secretsmanager.cn-north-1.amazonaws.com.cn/"
+        );
+    }
+
+    #[test]
+    fn debug_hides_inline_json_and_credentials() {
+        let inline =
+            KeySource::from_vars(lambda_vars(&[(KEYSET_JSON_VAR, &keyset_json())])).unwrap();
+        let remote = KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, ARN)])).unwrap();
+        let debug = format!("{inline:?} {remote:?}");
+        assert!(!debug.contains(&test_secret(1)));
+        assert!(!debug.contains(SECRET_KEY));
+        assert!(!debug.contains(SESSION_TOKEN));
+        assert!(debug.contains(ARN));
+    }
+
+    #[test]
+    fn endpoint_override_is_validated() {
+        let source = || KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, ARN)])).unwrap();
+        for bad in ["not a url", "ftp://host/", "http://host/?q=1", "/relative"] {
+            assert!(
+                matches!(
+                    source().with_secrets_manager_endpoint(bad),
+                    Err(KeySourceError::InvalidEndpoint { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(source()
+            .with_secrets_manager_endpoint("http://127.0.0.1:1234")
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn inline_source_parses_the_json() {
+        let source =
+            KeySource::from_vars(lambda_vars(&[(KEYSET_JSON_VAR, &keyset_json())])).unwrap();
+        let keys = source.load(&reqwest::Client::new()).await.unwrap();
+        assert_eq!(keys.current().kid(), "k1");
+
+        let broken = KeySource::from_vars(lambda_vars(&[(KEYSET_JSON_VAR, "{")])).unwrap();
+        assert!(matches!(
+            broken.load(&reqwest::Client::new()).await,
+            Err(KeySourceError::KeySet(KeySetError::InvalidJson { .. }))
+        ));
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    fn hmac(key: &[u8], data: &str) -> Vec<u8> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
+        mac.update(data.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Recomputes the SigV4 signature of a received request from scratch (independently of
+    /// aws-sigv4), which proves the headers and body reqwest sent are the ones that were signed.
+    fn assert_valid_sigv4(request: &wiremock::Request, region: &str) {
+        let header_text = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .unwrap_or_else(|| panic!("missing header {name}"))
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        let authorization = header_text("authorization");
+        let amz_date = header_text("x-amz-date");
+        let date = &amz_date[..8];
+        let scope = format!("{date}/{region}/secretsmanager/aws4_request");
+        let (credential_part, rest) = authorization
+            .strip_prefix("AWS4-HMAC-SHA256 Credential=")
+            .unwrap()
+            .split_once(", SignedHeaders=")
+            .unwrap();
+        assert_eq!(credential_part, format!("{ACCESS_KEY}/{scope}"));
+        let (signed_headers, signature) = rest.split_once(", Signature=").unwrap();
+        assert_eq!(
+            signed_headers,
+            "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
+        );
+        let canonical_headers: String = signed_headers
+            .split(';')
+            .map(|name| format!("{name}:{}\n", header_text(name).trim()))
+            .collect();
+        let canonical_request = format!(
+            "POST\n{}\n\n{canonical_headers}\n{signed_headers}\n{}",
+            request.url.path(),
+            hex(&Sha256::digest(&request.body))
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex(&Sha256::digest(canonical_request.as_bytes()))
+        );
+        let mut key = hmac(format!("AWS4{SECRET_KEY}").as_bytes(), date);
+        for part in [region, "secretsmanager", "aws4_request"] {
+            key = hmac(&key, part);
+        }
+        assert_eq!(signature, hex(&hmac(&key, &string_to_sign)));
+    }
+
+    #[tokio::test]
+    async fn fetches_the_secret_with_a_sigv4_signed_request() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/"))
+            .and(header("x-amz-target", "secretsmanager.GetSecretValue"))
+            .and(header("content-type", "application/x-amz-json-1.1"))
+            .and(header("x-amz-security-token", SESSION_TOKEN))
+            .and(body_json(serde_json::json!({ "SecretId": ARN })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "ARN": ARN,
+                "Name": "bridge-keyset",
+                "SecretString": keyset_json(),
+                "VersionId": "v1",
+                "VersionStages": ["AWSCURRENT"],
+                "CreatedDate": 1.7e9
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let source = KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, ARN)]))
+            .unwrap()
+            .with_secrets_manager_endpoint(&server.uri())
+            .unwrap();
+        let keys = source.load(&reqwest::Client::new()).await.unwrap();
+        assert_eq!(keys.current().kid(), "k1");
+
+        let received = server.received_requests().await.unwrap();
+        assert_eq!(received.len(), 1);
+        assert_valid_sigv4(&received[0], "eu-west-1");
+        let amz_date = received[0]
+            .headers
+            .get("x-amz-date")
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert_eq!(amz_date.len(), 16, "{amz_date}");
+    }
+
+    #[tokio::test]
+    async fn aws_errors_are_reported_by_type_only() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+                "__type": "ResourceNotFoundException",
+                "message": "Secrets Manager can't find the specified secret."
+            })))
+            .mount(&server)
+            .await;
+        let source = KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, ARN)]))
+            .unwrap()
+            .with_secrets_manager_endpoint(&server.uri())
+            .unwrap();
+        let error = source.load(&reqwest::Client::new()).await.unwrap_err();
+        assert!(
+            matches!(&error, KeySourceError::Refused { status: 400, error_type, .. } if error_type == "ResourceNotFoundException"),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains(ARN));
+    }
+
+    #[tokio::test]
+    async fn binary_secrets_and_garbage_are_refused() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"ARN": ARN, "SecretBinary": "AAAA"})),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_string(format!("oops {}", test_secret(1))),
+            )
+            .mount(&server)
+            .await;
+        let source = KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, ARN)]))
+            .unwrap()
+            .with_secrets_manager_endpoint(&server.uri())
+            .unwrap();
+        let http = reqwest::Client::new();
+        assert!(matches!(
+            source.load(&http).await,
+            Err(KeySourceError::NotAStringSecret { .. })
+        ));
+        let error = source.load(&http).await.unwrap_err();
+        assert!(matches!(error, KeySourceError::UnexpectedResponse { .. }));
+        assert!(!error.to_string().contains(&test_secret(1)));
+    }
+}
