@@ -38,12 +38,19 @@
 # So the stack falls back to Kratos v1.3.1 and Hydra v2.3.0. Known limit of Kratos v1.3.1: a NEW
 # identity cannot register by SMS code (500 "Expected sms template but got
 # *email.RegistrationCodeValid", fixed upstream in ory/kratos#4243); SMS *login* of an existing
-# identity works. Set KRATOS_VERSION/KRATOS_REF etc. in the environment to try other versions
-# (the v26 build steps are kept below for when the proxy serves them).
+# identity works. Because phone sign-up is part of what the local stack must show, the v1.3.1 build
+# applies a small local patch by default (KRATOS_SMS_REGISTRATION_PATCH=1, see
+# _patch_kratos_sms_registration): for SMS addresses the registration code goes out with the SMS
+# login-code template (template_type `login_code_valid`, data `login_code`), everything else is
+# upstream v1.3.1. The patched binary is cached separately (kratos-v1.3.1-smsreg) and reports
+# commit `36e624c716e4+smsreg`. KRATOS_SMS_REGISTRATION_PATCH=0 builds plain v1.3.1.
+# Set KRATOS_VERSION/KRATOS_REF etc. in the environment to try other versions (the v26 build steps
+# are kept below for when the proxy serves them).
 # ---------------------------------------------------------------------------------------------
 : "${KRATOS_VERSION:=v1.3.1}"
 : "${KRATOS_REF:=v1.3.1}"                   # what `go mod download` is asked for (tag or commit)
 : "${KRATOS_COMMIT:=36e624c716e4}"          # informational
+: "${KRATOS_SMS_REGISTRATION_PATCH:=1}"     # only applied to v1.3.1
 : "${HYDRA_VERSION:=v2.3.0}"
 : "${HYDRA_REF:=v2.3.0}"
 : "${HYDRA_COMMIT:=ee8c339ddada}"
@@ -59,7 +66,11 @@ ORYX_V26_COMMIT=f7c341537bd5
 
 : "${BRIDGE_CACHE:=$HOME/.cache/bridge-stack}"
 STACK_VENV="$BRIDGE_CACHE/venv-stack"
-KRATOS_DIR="$BRIDGE_CACHE/ory/kratos-$KRATOS_VERSION"
+KRATOS_BUILD_ID=$KRATOS_VERSION
+if [ "$KRATOS_VERSION" = v1.3.1 ] && [ "$KRATOS_SMS_REGISTRATION_PATCH" = 1 ]; then
+    KRATOS_BUILD_ID=$KRATOS_VERSION-smsreg
+fi
+KRATOS_DIR="$BRIDGE_CACHE/ory/kratos-$KRATOS_BUILD_ID"
 HYDRA_DIR="$BRIDGE_CACHE/ory/hydra-$HYDRA_VERSION"
 KRATOS_BIN="$KRATOS_DIR/kratos"
 HYDRA_BIN="$HYDRA_DIR/hydra"
@@ -138,11 +149,39 @@ _go_drop_replace() {
     (cd "$1" && go mod edit -dropreplace="$2")
 }
 
+# Local patch for Kratos v1.3.1 (our own change, see the version notes at the top): registration
+# codes for SMS addresses are sent with the SMS login-code template instead of the email template
+# that the SMS channel refuses.
+_patch_kratos_sms_registration() {
+    f=selfservice/strategy/code/code_sender.go
+    old='			if err := s.send(ctx, string(address.Via), email.NewRegistrationCodeValid(s.deps, &emailModel)); err != nil {'
+    [ "$(grep -cxF "$old" "$f")" = 1 ] || { echo "SMS registration patch: anchor line not found in $f" >&2; return 1; }
+    awk -v old="$old" '
+        $0 == old {
+            print "\t\t\tvar regTemplate courier.Template = email.NewRegistrationCodeValid(s.deps, &emailModel)"
+            print "\t\t\tif address.Via == identity.CodeChannelSMS { // bridge local-stack patch"
+            print "\t\t\t\tregTemplate = sms.NewLoginCodeValid(s.deps, &sms.LoginCodeValidModel{"
+            print "\t\t\t\t\tTo: address.To, LoginCode: rawCode, Identity: map[string]interface{}{\"traits\": model},"
+            print "\t\t\t\t\tRequestURL: f.GetRequestURL(), TransientPayload: transientPayload,"
+            print "\t\t\t\t})"
+            print "\t\t\t}"
+            print "\t\t\tif err := s.send(ctx, string(address.Via), regTemplate); err != nil {"
+            next
+        }
+        { print }
+    ' "$f" >"$f.new" && mv "$f.new" "$f"
+}
+
 _build_kratos() {
     src="$KRATOS_DIR/src"
     _ory_fetch github.com/ory/kratos "$KRATOS_REF" "$src" || return 1
+    commit=$KRATOS_COMMIT
     (
         cd "$src" || exit 1
+        if [ "$KRATOS_BUILD_ID" != "$KRATOS_VERSION" ]; then
+            _patch_kratos_sms_registration || exit 1
+            commit="$KRATOS_COMMIT+smsreg"
+        fi
         # The binary does not import client-go (only examples/ do); the replace points into a
         # directory that module zips leave out.
         go mod edit -dropreplace=github.com/ory/client-go
@@ -153,7 +192,7 @@ _build_kratos() {
         fi
         rm -rf examples
         CGO_ENABLED=1 go build -mod=mod -tags sqlite -trimpath \
-            -ldflags "-X github.com/ory/kratos/driver/config.Version=$KRATOS_VERSION -X github.com/ory/kratos/driver/config.Commit=$KRATOS_COMMIT" \
+            -ldflags "-X github.com/ory/kratos/driver/config.Version=$KRATOS_VERSION -X github.com/ory/kratos/driver/config.Commit=$commit" \
             -o "$KRATOS_DIR/kratos.tmp" .
     ) || return 1
     mv "$KRATOS_DIR/kratos.tmp" "$KRATOS_BIN"
@@ -180,7 +219,7 @@ _build_hydra() {
 # install_ory_one NAME: builds kratos or hydra unless the cached binary exists.
 install_ory_one() {
     case "$1" in
-        kratos) bin=$KRATOS_BIN dir=$KRATOS_DIR ver=$KRATOS_VERSION ;;
+        kratos) bin=$KRATOS_BIN dir=$KRATOS_DIR ver=$KRATOS_BUILD_ID ;;
         hydra) bin=$HYDRA_BIN dir=$HYDRA_DIR ver=$HYDRA_VERSION ;;
         *) _inst_die "unknown Ory part $1"; return 1 ;;
     esac

@@ -1,0 +1,434 @@
+# shellcheck shell=sh
+# The real local stack: moto (DynamoDB), oidc-provider-mock (Google stand-in), SMS sink, Ory
+# Kratos, Ory Hydra and, optionally, the functions (cargo lambda watch), the login site and the
+# demo client. Source it from the repository (after scripts/lib/install.sh), then:
+#
+#   . scripts/lib/install.sh && install_all      # or only what you need
+#   . scripts/lib/stack.sh
+#   stack_install_traps                          # stack_stop on EXIT/INT/TERM
+#   stack_start                                  # returns once everything answers
+#   . .stack/env                                 # URLs, ports, BRIDGE_* for the functions
+#   ...
+#   stack_stop                                   # kills every process group it started
+#
+# Knobs (environment, read by stack_start):
+#   STACK_FREE_PORTS=1        pick free ports instead of the defaults of docs/design.md
+#   STACK_WITH_APPS=0         do not start functions, login site and demo client
+#   STACK_WITH_FUNCTIONS / STACK_WITH_LOGIN_SITE / STACK_WITH_DEMO_CLIENT = 0|1  (default: STACK_WITH_APPS)
+#   STACK_LOGIN_CONSENT_TTL_SECONDS (1800)  Hydra ttl.login_consent_request, also exported as
+#                             BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS
+#   STACK_REPLAY_TABLE (bridge-replay)  DynamoDB table name
+#   STACK_START_TIMEOUT (60)  seconds to wait for each part (apps: STACK_APP_TIMEOUT, 600, they compile)
+#   KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT FUNCTIONS_PORT
+#   LOGIN_SITE_PORT DEMO_CLIENT_PORT MOCK_GOOGLE_PORT SMS_SINK_PORT MOTO_PORT
+#                             fixed ports (win over STACK_FREE_PORTS)
+#   BRIDGE_TOKEN_TTL_SECONDS, BRIDGE_IN_PROGRESS_SECONDS, BRIDGE_REMEMBER, BRIDGE_REMEMBER_FOR_SECONDS,
+#   BRIDGE_TRUSTED_CLIENTS, BRIDGE_CLAIM_MAPPING_JSON, BRIDGE_UPSTREAM_TIMEOUT_MS,
+#   BRIDGE_KRATOS_SESSION_COOKIE, RUST_LOG: copied into .stack/env when set.
+#
+# Everything lives in <repo>/.stack/ (gitignored; STACK_STATE=<dir> to use another directory): env, rendered kratos.yml / hydra.yml,
+# logs/<name>.log, pids/<name> (one process group per part). Config templates: stack/kratos,
+# stack/hydra (`${NAME}` placeholders filled by stack_render).
+
+STACK_ROOT=${STACK_ROOT:-$(git rev-parse --show-toplevel 2>/dev/null || pwd)}
+STACK_STATE=${STACK_STATE:-$STACK_ROOT/.stack}   # override to run two stacks from one checkout
+STACK_LOGS="$STACK_STATE/logs"
+STACK_PIDS="$STACK_STATE/pids"
+STACK_TARGET_DIR=${CARGO_TARGET_DIR:-$STACK_ROOT/target}
+
+# The Google stand-in's predefined user (type the sub into the mock's authorize form).
+STACK_GOOGLE_SUB=${STACK_GOOGLE_SUB:-google-ada}
+STACK_GOOGLE_EMAIL=${STACK_GOOGLE_EMAIL:-ada.lovelace@example.com}
+STACK_GOOGLE_GIVEN_NAME=${STACK_GOOGLE_GIVEN_NAME:-Ada}
+STACK_GOOGLE_FAMILY_NAME=${STACK_GOOGLE_FAMILY_NAME:-Lovelace}
+
+# Hydra clients registered at start.
+STACK_CLIENTS="demo-first-party demo-second demo-third-party"
+
+_stack_log() { printf '[stack] %s\n' "$*" >&2; }
+_stack_fail() {
+    # _stack_fail PART MESSAGE: names the part, shows its log tail.
+    printf '[stack] ERROR: %s: %s\n' "$1" "$2" >&2
+    if [ -f "$STACK_LOGS/$1.log" ]; then
+        printf '[stack] --- last lines of %s ---\n' "$STACK_LOGS/$1.log" >&2
+        tail -n 40 "$STACK_LOGS/$1.log" >&2
+        printf '[stack] --- end of %s ---\n' "$1" >&2
+    fi
+    return 1
+}
+
+# stack_render SRC DST: copies SRC to DST replacing every ${NAME} (NAME = [A-Z_][A-Z0-9_]*) with
+# the value of the environment variable NAME. An unset variable is an error.
+stack_render() {
+    awk '
+        {
+            line = $0; out = ""
+            while (match(line, /\$\{[A-Z_][A-Z0-9_]*\}/)) {
+                name = substr(line, RSTART + 2, RLENGTH - 3)
+                if (!(name in ENVIRON)) { printf "stack_render: %s is not set (%s:%d)\n", name, FILENAME, FNR > "/dev/stderr"; bad = 1 }
+                out = out substr(line, 1, RSTART - 1) ENVIRON[name]
+                line = substr(line, RSTART + RLENGTH)
+            }
+            print out line
+        }
+        END { exit bad }
+    ' "$1" >"$2"
+}
+
+# --- ports -----------------------------------------------------------------------------------
+_stack_listening() { ss -Htln 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }' | sort -u; }
+
+# _stack_pick_ports N: N distinct free TCP ports in 20000-59999, one per line.
+_stack_pick_ports() {
+    _stack_listening | awk -v n="$1" -v seed="$$$(date +%N 2>/dev/null | cut -c1-4)" '
+        { busy[$1] = 1 }
+        END {
+            srand(seed); got = 0
+            while (got < n) {
+                p = 20000 + int(rand() * 40000)
+                if (!(p in busy)) { busy[p] = 1; print p; got++ }
+            }
+        }'
+}
+
+_stack_ports() {
+    names="KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT FUNCTIONS_PORT LOGIN_SITE_PORT DEMO_CLIENT_PORT MOCK_GOOGLE_PORT SMS_SINK_PORT MOTO_PORT"
+    if [ "${STACK_FREE_PORTS:-0}" = 1 ]; then
+        free=$(_stack_pick_ports 10)
+    else
+        free="4433 4434 4444 4445 9000 4455 5555 9400 4477 5005"
+    fi
+    set -- $free
+    for n in $names; do
+        eval "cur=\${$n:-}"
+        [ -n "$cur" ] || eval "$n=$1"
+        export "${n?}"
+        shift
+    done
+    KRATOS_PUBLIC_URL="http://127.0.0.1:$KRATOS_PUBLIC_PORT"
+    KRATOS_ADMIN_URL="http://127.0.0.1:$KRATOS_ADMIN_PORT"
+    HYDRA_PUBLIC_URL="http://127.0.0.1:$HYDRA_PUBLIC_PORT"
+    HYDRA_ADMIN_URL="http://127.0.0.1:$HYDRA_ADMIN_PORT"
+    FUNCTIONS_URL="http://127.0.0.1:$FUNCTIONS_PORT"
+    LOGIN_SITE_URL="http://127.0.0.1:$LOGIN_SITE_PORT"
+    DEMO_CLIENT_URL="http://127.0.0.1:$DEMO_CLIENT_PORT"
+    MOCK_GOOGLE_URL="http://127.0.0.1:$MOCK_GOOGLE_PORT"
+    SMS_SINK_URL="http://127.0.0.1:$SMS_SINK_PORT"
+    MOTO_URL="http://127.0.0.1:$MOTO_PORT"
+    STACK_DIR="$STACK_ROOT/stack"
+    export KRATOS_PUBLIC_URL KRATOS_ADMIN_URL HYDRA_PUBLIC_URL HYDRA_ADMIN_URL FUNCTIONS_URL \
+        LOGIN_SITE_URL DEMO_CLIENT_URL MOCK_GOOGLE_URL SMS_SINK_URL MOTO_URL STACK_DIR
+    busy=$(_stack_listening)
+    for n in $names; do
+        eval "p=\$$n"
+        if printf '%s\n' "$busy" | grep -qx "$p"; then
+            _stack_fail stack "port $p ($n) is already in use; stop what uses it, set $n, or use STACK_FREE_PORTS=1"
+            return 1
+        fi
+    done
+}
+
+# --- processes -------------------------------------------------------------------------------
+# _stack_spawn NAME CMD...: runs CMD in its own session/process group, output to logs/NAME.log.
+# The group id (= pid of the process) goes to pids/NAME.
+_stack_spawn() {
+    name=$1
+    shift
+    : >"$STACK_LOGS/$name.log"
+    rm -f "$STACK_PIDS/$name"
+    setsid sh -c 'echo $$ >"$0"; exec "$@"' "$STACK_PIDS/$name" "$@" \
+        </dev/null >>"$STACK_LOGS/$name.log" 2>&1 &
+    i=0
+    while [ ! -s "$STACK_PIDS/$name" ] && [ $i -lt 50 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    [ -s "$STACK_PIDS/$name" ] || { _stack_fail "$name" "did not start"; return 1; }
+    printf '%s\n' "$name" >>"$STACK_STATE/started"
+}
+
+_stack_alive() {
+    [ -s "$STACK_PIDS/$1" ] || return 1
+    kill -0 "-$(cat "$STACK_PIDS/$1")" 2>/dev/null
+}
+
+# _stack_wait NAME URL [TIMEOUT] [any]: waits until URL answers 2xx (with `any`: any HTTP status).
+_stack_wait() {
+    name=$1 url=$2 timeout=${3:-${STACK_START_TIMEOUT:-60}} mode=${4:-ok}
+    t0=$(date +%s)
+    while :; do
+        code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$url" 2>/dev/null) || code=000
+        case "$mode:$code" in
+            ok:2??) return 0 ;;
+            any:000) ;;
+            any:*) return 0 ;;
+        esac
+        if ! _stack_alive "$name"; then
+            _stack_fail "$name" "exited before $url answered"
+            return 1
+        fi
+        if [ $(($(date +%s) - t0)) -ge "$timeout" ]; then
+            _stack_fail "$name" "$url did not answer ${mode} within ${timeout}s (last HTTP status $code)"
+            return 1
+        fi
+        sleep 0.3
+    done
+}
+
+# --- env file --------------------------------------------------------------------------------
+_stack_q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
+
+_stack_keyset() {
+    k1=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    k0=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    printf '{"current":"dev2","keys":[{"kid":"dev2","secret":"%s"},{"kid":"dev1","secret":"%s"}]}' "$k1" "$k0"
+}
+
+_stack_write_env() {
+    f="$STACK_STATE/env"
+    {
+        echo "# Written by scripts/lib/stack.sh stack_start; source it: . .stack/env"
+        for n in STACK_ROOT STACK_DIR KRATOS_VERSION HYDRA_VERSION \
+            KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT KRATOS_PUBLIC_URL KRATOS_ADMIN_URL \
+            HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT HYDRA_PUBLIC_URL HYDRA_ADMIN_URL \
+            FUNCTIONS_PORT FUNCTIONS_URL LOGIN_SITE_PORT LOGIN_SITE_URL LOGIN_SITE_ADDR \
+            DEMO_CLIENT_PORT DEMO_CLIENT_URL DEMO_CLIENT_ADDR DEMO_CLIENT_BASE_URL \
+            MOCK_GOOGLE_PORT MOCK_GOOGLE_URL SMS_SINK_PORT SMS_SINK_URL MOTO_PORT MOTO_URL \
+            STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS STACK_APPS_STARTED \
+            AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
+            BRIDGE_PUBLIC_BASE_URL BRIDGE_HYDRA_ADMIN_URL BRIDGE_HYDRA_PUBLIC_URL \
+            BRIDGE_KRATOS_PUBLIC_URL BRIDGE_KRATOS_ADMIN_URL BRIDGE_KRATOS_BROWSER_URL \
+            BRIDGE_REPLAY_TABLE BRIDGE_DYNAMODB_ENDPOINT BRIDGE_KEYSET_JSON \
+            BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS BRIDGE_DEV_INSECURE_COOKIES \
+            BRIDGE_TOKEN_TTL_SECONDS BRIDGE_IN_PROGRESS_SECONDS BRIDGE_REMEMBER \
+            BRIDGE_REMEMBER_FOR_SECONDS BRIDGE_TRUSTED_CLIENTS BRIDGE_CLAIM_MAPPING_JSON \
+            BRIDGE_UPSTREAM_TIMEOUT_MS BRIDGE_KRATOS_SESSION_COOKIE RUST_LOG; do
+            eval "set=\${$n+x} v=\${$n:-}"
+            # shellcheck disable=SC2154
+            if [ "$set" = x ]; then echo "export $n=$(_stack_q "$v")"; fi
+        done
+    } >"$f.tmp" || return 1
+    mv "$f.tmp" "$f"
+}
+
+# --- parts -----------------------------------------------------------------------------------
+_stack_versions() {
+    _stack_log "Ory versions:"
+    "$KRATOS_BIN" version 2>&1 | sed 's/^/[stack]   kratos: /' >&2
+    "$HYDRA_BIN" version 2>&1 | sed 's/^/[stack]   hydra:  /' >&2
+}
+
+_stack_register_clients() {
+    scopes="openid offline_access email phone profile"
+    for id in $STACK_CLIENTS; do
+        case $id in
+            demo-first-party) extra='"client_name":"Demo (first party)","skip_consent":true' ;;
+            demo-second) extra='"client_name":"Demo (second first-party app)","skip_consent":true' ;;
+            demo-third-party)
+                extra="\"client_name\":\"Third-Party Demo App\",\"skip_consent\":false,\"logo_uri\":\"$DEMO_CLIENT_URL/logo.svg\",\"policy_uri\":\"$DEMO_CLIENT_URL/policy\",\"tos_uri\":\"$DEMO_CLIENT_URL/tos\""
+                ;;
+        esac
+        body=$(printf '{"client_id":"%s",%s,"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"scope":"%s","redirect_uris":["%s/callback"],"post_logout_redirect_uris":["%s/logged-out"],"token_endpoint_auth_method":"none"}' \
+            "$id" "$extra" "$scopes" "$DEMO_CLIENT_URL" "$DEMO_CLIENT_URL")
+        code=$(curl -s -o "$STACK_LOGS/client-$id.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+            --data "$body" "$HYDRA_ADMIN_URL/admin/clients") || code=000
+        if [ "$code" = 409 ]; then
+            code=$(curl -s -o "$STACK_LOGS/client-$id.json" -w '%{http_code}' -X PUT -H 'Content-Type: application/json' \
+                --data "$body" "$HYDRA_ADMIN_URL/admin/clients/$id") || code=000
+        fi
+        case $code in
+            2??) ;;
+            *)
+                cat "$STACK_LOGS/client-$id.json" >&2 2>/dev/null
+                _stack_fail hydra "registering OAuth2 client $id failed (HTTP $code)"
+                return 1
+                ;;
+        esac
+    done
+}
+
+_stack_build_devstack() {
+    cargo build -q -p devstack --bins >"$STACK_LOGS/build-devstack.log" 2>&1 ||
+        { _stack_fail build-devstack "cargo build -p devstack failed"; return 1; }
+}
+
+# _stack_app_builds NAME CARGO_ARGS...: builds an app; on failure warns and returns 1.
+_stack_app_builds() {
+    name=$1
+    shift
+    _stack_log "building $name"
+    if cargo build -q "$@" >"$STACK_LOGS/build-$name.log" 2>&1; then
+        return 0
+    fi
+    _stack_log "WARNING: $name does not build (log $STACK_LOGS/build-$name.log); not starting it"
+    tail -n 15 "$STACK_LOGS/build-$name.log" >&2
+    return 1
+}
+
+_stack_start_apps() {
+    STACK_APPS_STARTED=""
+    all=${STACK_WITH_APPS:-1}
+    if [ "${STACK_WITH_FUNCTIONS:-$all}" = 1 ] &&
+        _stack_app_builds functions -p bridge-fn-login -p bridge-fn-login-return -p bridge-fn-consent \
+            -p bridge-fn-logout -p bridge-fn-error; then
+        # Run from the repo root (the router is in the root Cargo.toml); the functions get the
+        # BRIDGE_* variables (exported above, same as .stack/env) from the inherited environment.
+        (cd "$STACK_ROOT" && _stack_spawn functions cargo lambda watch -A 127.0.0.1 -P "$FUNCTIONS_PORT") || return 1
+        STACK_APPS_STARTED="$STACK_APPS_STARTED functions"
+    fi
+    if [ "${STACK_WITH_LOGIN_SITE:-$all}" = 1 ] && _stack_app_builds login-site -p login-site; then
+        (cd "$STACK_ROOT" && _stack_spawn login-site env LOGIN_SITE_ADDR="127.0.0.1:$LOGIN_SITE_PORT" \
+            KRATOS_PUBLIC_URL="$KRATOS_PUBLIC_URL" cargo run -q -p login-site) || return 1
+        STACK_APPS_STARTED="$STACK_APPS_STARTED login-site"
+    fi
+    if [ "${STACK_WITH_DEMO_CLIENT:-$all}" = 1 ] && _stack_app_builds demo-client -p demo-client; then
+        (cd "$STACK_ROOT" && _stack_spawn demo-client env DEMO_CLIENT_ADDR="127.0.0.1:$DEMO_CLIENT_PORT" \
+            HYDRA_PUBLIC_URL="$HYDRA_PUBLIC_URL" DEMO_CLIENT_BASE_URL="$DEMO_CLIENT_URL" \
+            cargo run -q -p demo-client) || return 1
+        STACK_APPS_STARTED="$STACK_APPS_STARTED demo-client"
+    fi
+    STACK_APPS_STARTED=${STACK_APPS_STARTED# }
+    export STACK_APPS_STARTED
+    app_timeout=${STACK_APP_TIMEOUT:-600}
+    for a in $STACK_APPS_STARTED; do
+        case $a in
+            # cargo lambda watch answers as soon as it listens; functions compile on first call.
+            functions) _stack_wait functions "$FUNCTIONS_URL/" "$app_timeout" any || return 1 ;;
+            login-site) _stack_wait login-site "$LOGIN_SITE_URL/" "$app_timeout" any || return 1 ;;
+            demo-client) _stack_wait demo-client "$DEMO_CLIENT_URL/" "$app_timeout" any || return 1 ;;
+        esac
+    done
+}
+
+# stack_start: starts everything; returns non-zero (after stopping what it started) on failure.
+stack_start() {
+    mkdir -p "$STACK_LOGS" "$STACK_PIDS"
+    if [ -s "$STACK_STATE/started" ]; then
+        for n in $(cat "$STACK_STATE/started"); do
+            if _stack_alive "$n"; then
+                _stack_fail stack "part $n of an earlier stack is still running; run stack_stop first"
+                return 1
+            fi
+        done
+    fi
+    rm -f "$STACK_PIDS"/* "$STACK_STATE/started" "$STACK_STATE/env"
+    : >"$STACK_STATE/started"
+    _stack_start_inner || {
+        stack_stop
+        return 1
+    }
+}
+
+_stack_start_inner() {
+    [ -x "${KRATOS_BIN:-}" ] && [ -x "${HYDRA_BIN:-}" ] ||
+        { _stack_fail stack "Kratos/Hydra binaries missing: source scripts/lib/install.sh and run install_ory"; return 1; }
+    [ -x "${STACK_VENV:-}/bin/moto_server" ] ||
+        { _stack_fail stack "Python tools missing: source scripts/lib/install.sh and run install_python_tools"; return 1; }
+    PATH="$STACK_VENV/bin:$PATH"
+    export PATH
+    _stack_ports || return 1
+    _stack_versions
+
+    ttl=${STACK_LOGIN_CONSENT_TTL_SECONDS:-1800}
+    HYDRA_LOGIN_CONSENT_TTL="${ttl}s"
+    export HYDRA_LOGIN_CONSENT_TTL
+    stack_render "$STACK_ROOT/stack/kratos/kratos.yml" "$STACK_STATE/kratos.yml" || return 1
+    stack_render "$STACK_ROOT/stack/hydra/hydra.yml" "$STACK_STATE/hydra.yml" || return 1
+
+    AWS_REGION=${AWS_REGION:-us-east-1}
+    AWS_DEFAULT_REGION=$AWS_REGION
+    AWS_ACCESS_KEY_ID=${AWS_ACCESS_KEY_ID:-testing}
+    AWS_SECRET_ACCESS_KEY=${AWS_SECRET_ACCESS_KEY:-testing}
+    BRIDGE_PUBLIC_BASE_URL=$FUNCTIONS_URL
+    BRIDGE_HYDRA_ADMIN_URL=$HYDRA_ADMIN_URL
+    BRIDGE_HYDRA_PUBLIC_URL=$HYDRA_PUBLIC_URL
+    BRIDGE_KRATOS_PUBLIC_URL=$KRATOS_PUBLIC_URL
+    BRIDGE_KRATOS_ADMIN_URL=$KRATOS_ADMIN_URL
+    BRIDGE_KRATOS_BROWSER_URL=$KRATOS_PUBLIC_URL
+    BRIDGE_REPLAY_TABLE=${STACK_REPLAY_TABLE:-bridge-replay}
+    BRIDGE_DYNAMODB_ENDPOINT=$MOTO_URL
+    BRIDGE_KEYSET_JSON=${STACK_KEYSET_JSON:-$(_stack_keyset)}
+    BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS=$ttl
+    BRIDGE_DEV_INSECURE_COOKIES=true
+    LOGIN_SITE_ADDR="127.0.0.1:$LOGIN_SITE_PORT"
+    DEMO_CLIENT_ADDR="127.0.0.1:$DEMO_CLIENT_PORT"
+    DEMO_CLIENT_BASE_URL=$DEMO_CLIENT_URL
+    STACK_APPS_STARTED=""
+    export AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
+        BRIDGE_PUBLIC_BASE_URL BRIDGE_HYDRA_ADMIN_URL BRIDGE_HYDRA_PUBLIC_URL BRIDGE_KRATOS_PUBLIC_URL \
+        BRIDGE_KRATOS_ADMIN_URL BRIDGE_KRATOS_BROWSER_URL BRIDGE_REPLAY_TABLE BRIDGE_DYNAMODB_ENDPOINT \
+        BRIDGE_KEYSET_JSON BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS BRIDGE_DEV_INSECURE_COOKIES \
+        LOGIN_SITE_ADDR DEMO_CLIENT_ADDR DEMO_CLIENT_BASE_URL STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS
+    _stack_write_env
+
+    _stack_log "building devstack (sms-sink, create-replay-table)"
+    _stack_build_devstack || return 1
+
+    # moto + the replay table
+    _stack_spawn moto moto_server -H 127.0.0.1 -p "$MOTO_PORT" || return 1
+    _stack_wait moto "$MOTO_URL/moto-api/" || return 1
+    "$STACK_TARGET_DIR/debug/create-replay-table" >>"$STACK_LOGS/moto.log" 2>&1 ||
+        { _stack_fail moto "create-replay-table failed"; return 1; }
+
+    # Google stand-in with one predefined user
+    claims=$(printf '{"sub":"%s","email":"%s","email_verified":true,"given_name":"%s","family_name":"%s","name":"%s %s"}' \
+        "$STACK_GOOGLE_SUB" "$STACK_GOOGLE_EMAIL" "$STACK_GOOGLE_GIVEN_NAME" "$STACK_GOOGLE_FAMILY_NAME" \
+        "$STACK_GOOGLE_GIVEN_NAME" "$STACK_GOOGLE_FAMILY_NAME")
+    _stack_spawn mock-google oidc-provider-mock -H 127.0.0.1 -p "$MOCK_GOOGLE_PORT" --user-claims "$claims" || return 1
+    _stack_wait mock-google "$MOCK_GOOGLE_URL/.well-known/openid-configuration" || return 1
+
+    _stack_spawn sms-sink "$STACK_TARGET_DIR/debug/sms-sink" "127.0.0.1:$SMS_SINK_PORT" || return 1
+    _stack_wait sms-sink "$SMS_SINK_URL/health" || return 1
+
+    # Kratos and Hydra (one process each: in-memory databases are per process)
+    _stack_spawn kratos "$KRATOS_BIN" serve --dev --watch-courier --sqa-opt-out -c "$STACK_STATE/kratos.yml" || return 1
+    _stack_spawn hydra "$HYDRA_BIN" serve all --dev --sqa-opt-out -c "$STACK_STATE/hydra.yml" || return 1
+    _stack_wait kratos "$KRATOS_PUBLIC_URL/health/ready" || return 1
+    _stack_wait kratos "$KRATOS_ADMIN_URL/admin/health/ready" || return 1
+    _stack_wait hydra "$HYDRA_PUBLIC_URL/health/ready" || return 1
+    _stack_wait hydra "$HYDRA_ADMIN_URL/health/ready" || return 1
+    _stack_register_clients || return 1
+
+    _stack_start_apps || return 1
+    _stack_write_env
+    _stack_log "up: kratos $KRATOS_PUBLIC_URL (admin $KRATOS_ADMIN_URL), hydra $HYDRA_PUBLIC_URL (admin $HYDRA_ADMIN_URL)"
+    _stack_log "    functions $FUNCTIONS_URL, login site $LOGIN_SITE_URL, demo client $DEMO_CLIENT_URL (started:${STACK_APPS_STARTED:+ }${STACK_APPS_STARTED:-none of the apps})"
+    _stack_log "    mock google $MOCK_GOOGLE_URL, sms sink $SMS_SINK_URL, moto $MOTO_URL; env in $STACK_STATE/env, logs in $STACK_LOGS"
+}
+
+# stack_stop: TERM to every process group started, KILL after 10 s; quiet when nothing runs.
+stack_stop() {
+    [ -d "$STACK_PIDS" ] || return 0
+    pgids=""
+    for f in "$STACK_PIDS"/*; do
+        [ -s "$f" ] || continue
+        pg=$(cat "$f")
+        if kill -0 "-$pg" 2>/dev/null; then
+            kill -TERM "-$pg" 2>/dev/null
+            pgids="$pgids $pg"
+        fi
+    done
+    i=0
+    while [ -n "$pgids" ] && [ $i -lt 100 ]; do
+        left=""
+        for pg in $pgids; do
+            kill -0 "-$pg" 2>/dev/null && left="$left $pg"
+        done
+        pgids=$left
+        [ -n "$pgids" ] || break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    for pg in $pgids; do
+        _stack_log "process group $pg ignored TERM; killing"
+        kill -KILL "-$pg" 2>/dev/null
+    done
+    rm -f "$STACK_PIDS"/* "$STACK_STATE/started"
+}
+
+# stack_install_traps: stack_stop on EXIT, INT and TERM (INT/TERM also exit with 130/143).
+stack_install_traps() {
+    trap 'stack_stop' EXIT
+    trap 'stack_stop; trap - EXIT; exit 130' INT
+    trap 'stack_stop; trap - EXIT; exit 143' TERM
+}
