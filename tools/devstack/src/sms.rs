@@ -3,9 +3,9 @@
 //! Routes:
 //! - `POST /sms` (also `POST /`): a JSON object with at least `to` (E.164) and usually `body` and
 //!   `code`; other fields are kept as they are. Answers 200 `{"ok":true}`.
-//! - `GET /messages?to=<E.164>`: JSON list of the messages to that number, newest last. Without `to`,
-//!   all messages. `+` in the query decodes to a space; numbers are compared by their digits, so an
-//!   unencoded `?to=+4915...` works as well.
+//! - `GET /messages?to=<E.164 or e-mail>`: JSON list of the messages to that recipient, newest
+//!   last. Without `to`, all messages. `+` in the query decodes to a space; numbers are compared by
+//!   their digits, so an unencoded `?to=+4915...` works as well; e-mails case-insensitively.
 //! - `DELETE /messages`: forgets everything.
 //! - `GET /health`: `ok`.
 //!
@@ -57,9 +57,14 @@ pub struct Store {
     inner: Arc<Mutex<Inner>>,
 }
 
-/// Digits of a phone number, for comparisons that survive `+` turning into a space.
-fn digits(number: &str) -> String {
-    number.chars().filter(char::is_ascii_digit).collect()
+/// Comparison key of a recipient: e-mail addresses (the local stack sends e-mails here too)
+/// lowercased, phone numbers reduced to their digits so that `+` turned into a space still matches.
+fn recipient_key(to: &str) -> String {
+    if to.contains('@') {
+        to.trim().to_lowercase()
+    } else {
+        to.chars().filter(char::is_ascii_digit).collect()
+    }
 }
 
 /// `+4915112345678` -> `+49*********78`: enough to tell numbers apart in a log.
@@ -125,11 +130,11 @@ impl Store {
         let Ok(inner) = self.inner.lock() else {
             return Vec::new();
         };
-        let want = to.map(digits).filter(|d| !d.is_empty());
+        let want = to.map(recipient_key).filter(|d| !d.is_empty());
         inner
             .messages
             .iter()
-            .filter(|m| want.as_deref().is_none_or(|w| digits(&m.to) == w))
+            .filter(|m| want.as_deref().is_none_or(|w| recipient_key(&m.to) == w))
             .cloned()
             .collect()
     }
@@ -228,6 +233,10 @@ mod tests {
         assert_eq!(got[0].code.as_deref(), Some("111111"));
         assert_eq!(got[1].code.as_deref(), Some("222222"));
         assert_eq!(s.list(None).len(), 3);
+        s.push(serde_json::json!({"to": "Ada@Example.com", "body": "mail"}))
+            .unwrap();
+        assert_eq!(s.list(Some("ada@example.com")).len(), 1);
+        assert_eq!(s.list(None).len(), 4);
         assert!(s.push(serde_json::json!({"body": "x"})).is_err());
         s.clear();
         assert!(s.list(None).is_empty());
