@@ -15,7 +15,7 @@
 #   HYDRA_BIN      $BRIDGE_CACHE/ory/hydra-<version>/hydra
 # install_path prepends the venv and both Ory directories to PATH.
 #
-# POSIX sh; needs bash only for nothing. Logs of builds go to $BRIDGE_CACHE/logs/.
+# POSIX sh plus `local` (dash, bash, busybox ash). Build logs go to $BRIDGE_CACHE/logs/.
 
 # ---------------------------------------------------------------------------------------------
 # Versions. The single source of truth for what the local stack runs.
@@ -55,7 +55,9 @@
 : "${HYDRA_REF:=v2.3.0}"
 : "${HYDRA_COMMIT:=ee8c339ddada}"
 # For v26.2.0 (not servable here, see above):
+# shellcheck disable=SC2034
 KRATOS_V26_COMMIT=9d7085948039ffb8960160d4979f71527b5cf4d5
+# shellcheck disable=SC2034
 HYDRA_V26_COMMIT=0b84568fffccf151dc5e6c7955fdfb738555bf4b
 ORYX_V26_COMMIT=f7c341537bd5
 
@@ -90,6 +92,7 @@ install_path() {
 INSTALL_DEBS="chromium chromium-driver zip unzip curl ca-certificates gcc libc6-dev python3-venv python3-pip jq"
 
 install_debs() {
+    local missing p SUDO
     missing=""
     for p in $INSTALL_DEBS; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -106,6 +109,7 @@ install_debs() {
 
 # --- Python tools ----------------------------------------------------------------------------
 install_python_tools() {
+    local stamp want
     stamp="$STACK_VENV/.bridge-pins"
     want="cargo-lambda==$CARGO_LAMBDA_VERSION moto[server]==$MOTO_VERSION oidc-provider-mock==$OIDC_PROVIDER_MOCK_VERSION"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$STACK_VENV/bin/cargo-lambda" ] &&
@@ -133,6 +137,7 @@ install_rust_targets() {
 # _ory_fetch MODULE REF DEST: downloads MODULE@REF through the module proxy and copies the source
 # to DEST (writable). Prints nothing on success.
 _ory_fetch() {
+    local json dir
     json=$(go mod download -json "$1@$2" 2>&1)
     dir=$(printf '%s\n' "$json" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
     if [ -z "$dir" ] || [ ! -d "$dir" ]; then
@@ -143,16 +148,11 @@ _ory_fetch() {
     rm -rf "$3" && mkdir -p "$3" && cp -R "$dir/." "$3/" && chmod -R u+w "$3"
 }
 
-# _go_drop_replace DIR MODULE: removes `MODULE => ./local` replaces (single-line or inside a
-# replace block) from DIR/go.mod.
-_go_drop_replace() {
-    (cd "$1" && go mod edit -dropreplace="$2")
-}
-
 # Local patch for Kratos v1.3.1 (our own change, see the version notes at the top): registration
 # codes for SMS addresses are sent with the SMS login-code template instead of the email template
 # that the SMS channel refuses.
 _patch_kratos_sms_registration() {
+    local f old
     f=selfservice/strategy/code/code_sender.go
     old='			if err := s.send(ctx, string(address.Via), email.NewRegistrationCodeValid(s.deps, &emailModel)); err != nil {'
     [ "$(grep -cxF "$old" "$f")" = 1 ] || { echo "SMS registration patch: anchor line not found in $f" >&2; return 1; }
@@ -173,6 +173,7 @@ _patch_kratos_sms_registration() {
 }
 
 _build_kratos() {
+    local src commit
     src="$KRATOS_DIR/src"
     _ory_fetch github.com/ory/kratos "$KRATOS_REF" "$src" || return 1
     commit=$KRATOS_COMMIT
@@ -199,6 +200,7 @@ _build_kratos() {
 }
 
 _build_hydra() {
+    local src
     src="$HYDRA_DIR/src"
     _ory_fetch github.com/ory/hydra/v2 "$HYDRA_REF" "$src" || return 1
     (
@@ -218,6 +220,7 @@ _build_hydra() {
 
 # install_ory_one NAME: builds kratos or hydra unless the cached binary exists.
 install_ory_one() {
+    local bin dir ver log t0
     case "$1" in
         kratos) bin=$KRATOS_BIN dir=$KRATOS_DIR ver=$KRATOS_BUILD_ID ;;
         hydra) bin=$HYDRA_BIN dir=$HYDRA_DIR ver=$HYDRA_VERSION ;;
@@ -242,6 +245,7 @@ install_ory_one() {
 
 # install_ory: both, in parallel (each is CPU bound, but downloads overlap).
 install_ory() {
+    local kp hp rc
     [ -x "$KRATOS_BIN" ] && [ -x "$HYDRA_BIN" ] && return 0
     install_ory_one kratos &
     kp=$!

@@ -28,7 +28,7 @@
 #
 # Everything lives in <repo>/.stack/ (gitignored; STACK_STATE=<dir> to use another directory): env, rendered kratos.yml / hydra.yml,
 # logs/<name>.log, pids/<name> (one process group per part). Config templates: stack/kratos,
-# stack/hydra (`${NAME}` placeholders filled by stack_render).
+# stack/hydra (`${NAME}` placeholders filled by stack_render). POSIX sh plus `local`.
 
 STACK_ROOT=${STACK_ROOT:-$(git rev-parse --show-toplevel 2>/dev/null || pwd)}
 STACK_STATE=${STACK_STATE:-$STACK_ROOT/.stack}   # override to run two stacks from one checkout
@@ -92,12 +92,14 @@ _stack_pick_ports() {
 }
 
 _stack_ports() {
+    local names free n cur busy p
     names="KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT FUNCTIONS_PORT LOGIN_SITE_PORT DEMO_CLIENT_PORT MOCK_GOOGLE_PORT SMS_SINK_PORT MOTO_PORT"
     if [ "${STACK_FREE_PORTS:-0}" = 1 ]; then
         free=$(_stack_pick_ports 10)
     else
         free="4433 4434 4444 4445 9000 4455 5555 9400 4477 5005"
     fi
+    # shellcheck disable=SC2086
     set -- $free
     for n in $names; do
         eval "cur=\${$n:-}"
@@ -132,6 +134,7 @@ _stack_ports() {
 # _stack_spawn NAME CMD...: runs CMD in its own session/process group, output to logs/NAME.log.
 # The group id (= pid of the process) goes to pids/NAME.
 _stack_spawn() {
+    local name i
     name=$1
     shift
     : >"$STACK_LOGS/$name.log"
@@ -154,6 +157,7 @@ _stack_alive() {
 
 # _stack_wait NAME URL [TIMEOUT] [any]: waits until URL answers 2xx (with `any`: any HTTP status).
 _stack_wait() {
+    local name url timeout mode t0 code
     name=$1 url=$2 timeout=${3:-${STACK_START_TIMEOUT:-60}} mode=${4:-ok}
     t0=$(date +%s)
     while :; do
@@ -179,12 +183,14 @@ _stack_wait() {
 _stack_q() { printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"; }
 
 _stack_keyset() {
+    local k1 k0
     k1=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
     k0=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
     printf '{"current":"dev2","keys":[{"kid":"dev2","secret":"%s"},{"kid":"dev1","secret":"%s"}]}' "$k1" "$k0"
 }
 
 _stack_write_env() {
+    local f n set v
     f="$STACK_STATE/env"
     {
         echo "# Written by scripts/lib/stack.sh stack_start; source it: . .stack/env"
@@ -219,6 +225,7 @@ _stack_versions() {
 }
 
 _stack_register_clients() {
+    local scopes id extra body code
     scopes="openid offline_access email phone profile"
     for id in $STACK_CLIENTS; do
         case $id in
@@ -254,6 +261,7 @@ _stack_build_devstack() {
 
 # _stack_app_builds NAME CARGO_ARGS...: builds an app; on failure warns and returns 1.
 _stack_app_builds() {
+    local name
     name=$1
     shift
     _stack_log "building $name"
@@ -266,6 +274,7 @@ _stack_app_builds() {
 }
 
 _stack_start_apps() {
+    local all app_timeout a
     STACK_APPS_STARTED=""
     all=${STACK_WITH_APPS:-1}
     if [ "${STACK_WITH_FUNCTIONS:-$all}" = 1 ] &&
@@ -302,6 +311,7 @@ _stack_start_apps() {
 
 # stack_start: starts everything; returns non-zero (after stopping what it started) on failure.
 stack_start() {
+    local n
     mkdir -p "$STACK_LOGS" "$STACK_PIDS"
     if [ -s "$STACK_STATE/started" ]; then
         for n in $(cat "$STACK_STATE/started"); do
@@ -320,6 +330,7 @@ stack_start() {
 }
 
 _stack_start_inner() {
+    local ttl claims
     [ -x "${KRATOS_BIN:-}" ] && [ -x "${HYDRA_BIN:-}" ] ||
         { _stack_fail stack "Kratos/Hydra binaries missing: source scripts/lib/install.sh and run install_ory"; return 1; }
     [ -x "${STACK_VENV:-}/bin/moto_server" ] ||
@@ -398,6 +409,7 @@ _stack_start_inner() {
 
 # stack_stop: TERM to every process group started, KILL after 10 s; quiet when nothing runs.
 stack_stop() {
+    local pgids f pg i left
     [ -d "$STACK_PIDS" ] || return 0
     pgids=""
     for f in "$STACK_PIDS"/*; do
