@@ -64,8 +64,21 @@ pub enum ClaimMappingError {
 
 /// Claims Hydra owns in the ID token; mapping them would confuse relying parties.
 const RESERVED_CLAIMS: &[&str] = &[
-    "sub", "iss", "aud", "exp", "iat", "nbf", "jti", "nonce", "acr", "amr", "auth_time", "at_hash",
-    "c_hash", "sid", "azp",
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "nonce",
+    "acr",
+    "amr",
+    "auth_time",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "azp",
 ];
 
 impl Default for ClaimMapping {
@@ -88,7 +101,10 @@ impl Default for ClaimMapping {
                 "phone".to_owned(),
                 BTreeMap::from([
                     ("phone_number".to_owned(), pointer("/traits/phone")),
-                    ("phone_number_verified".to_owned(), verified("/traits/phone")),
+                    (
+                        "phone_number_verified".to_owned(),
+                        verified("/traits/phone"),
+                    ),
                 ]),
             ),
             (
@@ -97,7 +113,10 @@ impl Default for ClaimMapping {
                     (
                         "name".to_owned(),
                         ClaimSource::Join {
-                            join: vec!["/traits/name/first".to_owned(), "/traits/name/last".to_owned()],
+                            join: vec![
+                                "/traits/name/first".to_owned(),
+                                "/traits/name/last".to_owned(),
+                            ],
                         },
                     ),
                     ("given_name".to_owned(), pointer("/traits/name/first")),
@@ -150,7 +169,9 @@ impl ClaimMapping {
             let mut out = Map::new();
             for (claim, source) in claims {
                 let value = match source {
-                    ClaimSource::Pointer(p) => document.pointer(p).filter(|v| !v.is_null()).cloned(),
+                    ClaimSource::Pointer(p) => {
+                        document.pointer(p).filter(|v| !v.is_null()).cloned()
+                    }
                     ClaimSource::Verified { verified } => document
                         .pointer(verified)
                         .and_then(Value::as_str)
@@ -197,7 +218,10 @@ impl LoginContext {
     }
 
     /// The ID token claims for the scopes the user granted, and no others.
-    pub fn id_token_claims<'a>(&self, granted_scopes: impl IntoIterator<Item = &'a str>) -> Map<String, Value> {
+    pub fn id_token_claims<'a>(
+        &self,
+        granted_scopes: impl IntoIterator<Item = &'a str>,
+    ) -> Map<String, Value> {
         let mut claims = Map::new();
         for scope in granted_scopes {
             if let Some(scope_claims) = self.claims_by_scope.get(scope) {
@@ -291,7 +315,10 @@ mod tests {
         assert_eq!(claims["email_verified"], true);
         assert_eq!(claims["name"], "Ann Lee");
         assert_eq!(claims["given_name"], "Ann");
-        assert!(!claims.contains_key("phone_number"), "phone scope not granted");
+        assert!(
+            !claims.contains_key("phone_number"),
+            "phone scope not granted"
+        );
         let phone = context.id_token_claims(["phone"]);
         assert_eq!(phone["phone_number"], "+15550001");
         assert_eq!(phone["phone_number_verified"], false);
@@ -310,7 +337,10 @@ mod tests {
             r#"{"email": {"email": "/traits/contact/mail"}, "org": {"org_id": "/traits/org"}}"#,
         )
         .expect("valid");
-        let identity = identity(serde_json::json!({"contact": {"mail": "x@y.z"}, "org": "acme"}), &[]);
+        let identity = identity(
+            serde_json::json!({"contact": {"mail": "x@y.z"}, "org": "acme"}),
+            &[],
+        );
         let context = LoginContext::from_identity(&identity, &mapping);
         assert_eq!(context.id_token_claims(["org"])["org_id"], "acme");
         assert_eq!(context.id_token_claims(["email"])["email"], "x@y.z");
@@ -348,9 +378,16 @@ mod tests {
 
     #[test]
     fn amr_for_google_sms_and_email_code() {
-        let google = session(&["oidc"], identity(serde_json::json!({"email": "a@b.c"}), &[]));
-        assert_eq!(authentication_references(&google), (vec!["fed".to_owned()], "aal1".to_owned()));
-        let mut phone_identity = identity(serde_json::json!({"phone": "+1555"}), &[("+1555", "sms")]);
+        let google = session(
+            &["oidc"],
+            identity(serde_json::json!({"email": "a@b.c"}), &[]),
+        );
+        assert_eq!(
+            authentication_references(&google),
+            (vec!["fed".to_owned()], "aal1".to_owned())
+        );
+        let mut phone_identity =
+            identity(serde_json::json!({"phone": "+1555"}), &[("+1555", "sms")]);
         let sms = session(&["code"], phone_identity.clone());
         assert_eq!(authentication_references(&sms).0, vec!["sms", "otp"]);
         phone_identity.traits = serde_json::json!({"email": "a@b.c"});

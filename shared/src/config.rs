@@ -119,14 +119,42 @@ impl Config {
         lookup: impl Fn(&str) -> Option<String>,
         needs: Needs,
     ) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &'static str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
-        let public_base_url = required_url(&get, "BRIDGE_PUBLIC_BASE_URL", "the public base URL of the functions, e.g. https://auth.example.com")?;
-        let hydra_admin_url = required_url(&get, "BRIDGE_HYDRA_ADMIN_URL", "Hydra's admin API URL, e.g. http://hydra.internal:4445")?;
-        let hydra_public_url = required_url(&get, "BRIDGE_HYDRA_PUBLIC_URL", "Hydra's public URL as browsers see it, e.g. https://oauth.example.com")?;
-        let kratos_public_url = required_url(&get, "BRIDGE_KRATOS_PUBLIC_URL", "Kratos' public API URL reachable from the functions")?;
-        let kratos_admin_url = required_url(&get, "BRIDGE_KRATOS_ADMIN_URL", "Kratos' admin API URL reachable from the functions")?;
-        let kratos_browser_url = required_url(&get, "BRIDGE_KRATOS_BROWSER_URL", "Kratos' public URL as browsers see it")?;
+        let public_base_url = required_url(
+            &get,
+            "BRIDGE_PUBLIC_BASE_URL",
+            "the public base URL of the functions, e.g. https://auth.example.com",
+        )?;
+        let hydra_admin_url = required_url(
+            &get,
+            "BRIDGE_HYDRA_ADMIN_URL",
+            "Hydra's admin API URL, e.g. http://hydra.internal:4445",
+        )?;
+        let hydra_public_url = required_url(
+            &get,
+            "BRIDGE_HYDRA_PUBLIC_URL",
+            "Hydra's public URL as browsers see it, e.g. https://oauth.example.com",
+        )?;
+        let kratos_public_url = required_url(
+            &get,
+            "BRIDGE_KRATOS_PUBLIC_URL",
+            "Kratos' public API URL reachable from the functions",
+        )?;
+        let kratos_admin_url = required_url(
+            &get,
+            "BRIDGE_KRATOS_ADMIN_URL",
+            "Kratos' admin API URL reachable from the functions",
+        )?;
+        let kratos_browser_url = required_url(
+            &get,
+            "BRIDGE_KRATOS_BROWSER_URL",
+            "Kratos' public URL as browsers see it",
+        )?;
 
         let replay_table = get("BRIDGE_REPLAY_TABLE");
         if needs.replay_table && replay_table.is_none() {
@@ -137,17 +165,26 @@ impl Config {
         }
         if let Some(table) = &replay_table {
             let valid = (3..=255).contains(&table.len())
-                && table.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                && table
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
             if !valid {
-                return Err(invalid("BRIDGE_REPLAY_TABLE", "not a valid DynamoDB table name"));
+                return Err(invalid(
+                    "BRIDGE_REPLAY_TABLE",
+                    "not a valid DynamoDB table name",
+                ));
             }
         }
         let dynamodb_endpoint = optional_url(&get, "BRIDGE_DYNAMODB_ENDPOINT")?;
 
         let token_ttl = seconds(&get, "BRIDGE_TOKEN_TTL_SECONDS", 600)?;
-        let hydra_login_consent_ttl = seconds(&get, "BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS", 1800)?;
+        let hydra_login_consent_ttl =
+            seconds(&get, "BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS", 1800)?;
         if token_ttl.is_zero() || token_ttl > MAX_TOKEN_TTL {
-            return Err(invalid("BRIDGE_TOKEN_TTL_SECONDS", "must be between 1 and 3600 seconds"));
+            return Err(invalid(
+                "BRIDGE_TOKEN_TTL_SECONDS",
+                "must be between 1 and 3600 seconds",
+            ));
         }
         if token_ttl > hydra_login_consent_ttl {
             return Err(invalid(
@@ -161,7 +198,10 @@ impl Config {
         }
         let in_progress_ttl = seconds(&get, "BRIDGE_IN_PROGRESS_SECONDS", 30)?;
         if in_progress_ttl.is_zero() {
-            return Err(invalid("BRIDGE_IN_PROGRESS_SECONDS", "must be at least 1 second"));
+            return Err(invalid(
+                "BRIDGE_IN_PROGRESS_SECONDS",
+                "must be at least 1 second",
+            ));
         }
         let remember = boolean(&get, "BRIDGE_REMEMBER", true)?;
         let remember_for = seconds(&get, "BRIDGE_REMEMBER_FOR_SECONDS", 0)?;
@@ -186,7 +226,12 @@ impl Config {
             None => Duration::from_millis(2500),
             Some(v) => match v.parse::<u64>() {
                 Ok(ms) if (50..=60_000).contains(&ms) => Duration::from_millis(ms),
-                _ => return Err(invalid("BRIDGE_UPSTREAM_TIMEOUT_MS", "must be milliseconds between 50 and 60000")),
+                _ => {
+                    return Err(invalid(
+                        "BRIDGE_UPSTREAM_TIMEOUT_MS",
+                        "must be milliseconds between 50 and 60000",
+                    ))
+                }
             },
         };
 
@@ -197,7 +242,10 @@ impl Config {
         let ca_bundle = get("BRIDGE_CA_BUNDLE").map(PathBuf::from);
         if let Some(path) = &ca_bundle {
             if !path.is_file() {
-                return Err(invalid("BRIDGE_CA_BUNDLE", format!("{} is not a readable file", path.display())));
+                return Err(invalid(
+                    "BRIDGE_CA_BUNDLE",
+                    format!("{} is not a readable file", path.display()),
+                ));
             }
         }
         let kratos_session_cookie =
@@ -206,7 +254,10 @@ impl Config {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
         {
-            return Err(invalid("BRIDGE_KRATOS_SESSION_COOKIE", "not a valid cookie name"));
+            return Err(invalid(
+                "BRIDGE_KRATOS_SESSION_COOKIE",
+                "not a valid cookie name",
+            ));
         }
         let dev_insecure_cookies = boolean(&get, "BRIDGE_DEV_INSECURE_COOKIES", false)?;
         if !dev_insecure_cookies && public_base_url.scheme() != "https" {
@@ -243,7 +294,10 @@ impl Config {
     /// The issuer and audience of return_to tokens: the functions' own public URL, so tokens of
     /// another deployment (or another environment sharing keys by mistake) are refused.
     pub fn token_issuer(&self) -> String {
-        self.public_base_url.as_str().trim_end_matches('/').to_owned()
+        self.public_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned()
     }
 
     /// The URL Kratos sends the browser back to after login; `allowed_return_urls` must allow it.
@@ -335,10 +389,16 @@ fn parse_admin_header(line: &str) -> Result<AdminHeader, ConfigError> {
         .ok_or_else(|| invalid(NAME, "must look like `Name: value`"))?;
     let (name, value) = (name.trim(), value.trim());
     if http::HeaderName::from_bytes(name.as_bytes()).is_err() || value.is_empty() {
-        return Err(invalid(NAME, "must look like `Name: value` with a valid header name"));
+        return Err(invalid(
+            NAME,
+            "must look like `Name: value` with a valid header name",
+        ));
     }
     if http::HeaderValue::from_str(value).is_err() {
-        return Err(invalid(NAME, "the header value has characters HTTP does not allow"));
+        return Err(invalid(
+            NAME,
+            "the header value has characters HTTP does not allow",
+        ));
     }
     Ok(AdminHeader {
         name: name.to_owned(),
@@ -353,12 +413,30 @@ pub(crate) mod tests {
 
     pub(crate) fn base_env() -> HashMap<&'static str, String> {
         HashMap::from([
-            ("BRIDGE_PUBLIC_BASE_URL", "https://auth.example.com".to_owned()),
-            ("BRIDGE_HYDRA_ADMIN_URL", "http://hydra.internal:4445".to_owned()),
-            ("BRIDGE_HYDRA_PUBLIC_URL", "https://oauth.example.com".to_owned()),
-            ("BRIDGE_KRATOS_PUBLIC_URL", "http://kratos.internal:4433".to_owned()),
-            ("BRIDGE_KRATOS_ADMIN_URL", "http://kratos.internal:4434".to_owned()),
-            ("BRIDGE_KRATOS_BROWSER_URL", "https://id.example.com".to_owned()),
+            (
+                "BRIDGE_PUBLIC_BASE_URL",
+                "https://auth.example.com".to_owned(),
+            ),
+            (
+                "BRIDGE_HYDRA_ADMIN_URL",
+                "http://hydra.internal:4445".to_owned(),
+            ),
+            (
+                "BRIDGE_HYDRA_PUBLIC_URL",
+                "https://oauth.example.com".to_owned(),
+            ),
+            (
+                "BRIDGE_KRATOS_PUBLIC_URL",
+                "http://kratos.internal:4433".to_owned(),
+            ),
+            (
+                "BRIDGE_KRATOS_ADMIN_URL",
+                "http://kratos.internal:4434".to_owned(),
+            ),
+            (
+                "BRIDGE_KRATOS_BROWSER_URL",
+                "https://id.example.com".to_owned(),
+            ),
             ("BRIDGE_REPLAY_TABLE", "bridge-replay".to_owned()),
         ])
     }
@@ -371,7 +449,10 @@ pub(crate) mod tests {
     fn defaults_apply() {
         let config = load(&base_env(), Needs::default()).expect("valid");
         assert_eq!(config.token_ttl, Duration::from_secs(600));
-        assert_eq!(config.return_url().as_str(), "https://auth.example.com/login/return");
+        assert_eq!(
+            config.return_url().as_str(),
+            "https://auth.example.com/login/return"
+        );
         assert_eq!(config.kratos_session_cookie, "ory_kratos_session");
         assert!(config.remember);
     }
@@ -389,7 +470,10 @@ pub(crate) mod tests {
         let mut env = base_env();
         env.insert("BRIDGE_KRATOS_BROWSER_URL", "not a url".to_owned());
         let err = load(&env, Needs::default()).expect_err("bad");
-        assert!(err.to_string().contains("BRIDGE_KRATOS_BROWSER_URL"), "{err}");
+        assert!(
+            err.to_string().contains("BRIDGE_KRATOS_BROWSER_URL"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -398,7 +482,10 @@ pub(crate) mod tests {
         env.insert("BRIDGE_TOKEN_TTL_SECONDS", "900".to_owned());
         env.insert("BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS", "600".to_owned());
         let err = load(&env, Needs::default()).expect_err("too long");
-        assert!(err.to_string().contains("BRIDGE_TOKEN_TTL_SECONDS"), "{err}");
+        assert!(
+            err.to_string().contains("BRIDGE_TOKEN_TTL_SECONDS"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -422,7 +509,10 @@ pub(crate) mod tests {
     #[test]
     fn stage_prefix_is_kept_in_endpoints() {
         let mut env = base_env();
-        env.insert("BRIDGE_PUBLIC_BASE_URL", "https://abc.execute-api.eu-west-1.amazonaws.com/prod/".to_owned());
+        env.insert(
+            "BRIDGE_PUBLIC_BASE_URL",
+            "https://abc.execute-api.eu-west-1.amazonaws.com/prod/".to_owned(),
+        );
         let config = load(&env, Needs::default()).expect("valid");
         assert_eq!(
             config.return_url().as_str(),

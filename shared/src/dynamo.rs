@@ -67,7 +67,9 @@ impl DynamoReplayStore {
             .region(aws_sdk_dynamodb::config::Region::new(region))
             .credentials_provider(credentials)
             .timeout_config(timeouts)
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(2));
+            .retry_config(
+                aws_sdk_dynamodb::config::retry::RetryConfig::standard().with_max_attempts(2),
+            );
         if let Some(endpoint) = &config.dynamodb_endpoint {
             builder = builder.endpoint_url(endpoint.as_str().trim_end_matches('/'));
         }
@@ -120,7 +122,10 @@ impl ReplayStore for DynamoReplayStore {
             .table_name(&self.table)
             .item("pk", AttributeValue::S(claim.key.clone()))
             .item("state", AttributeValue::S(IN_PROGRESS.to_owned()))
-            .item("session_hash", AttributeValue::S(claim.session_hash.clone()))
+            .item(
+                "session_hash",
+                AttributeValue::S(claim.session_hash.clone()),
+            )
             .item("attempt", AttributeValue::S(claim.attempt.clone()))
             .item("expires_at", number(claim.token_expires_at))
             .item("claim_expires_at", number(claim.in_progress_until))
@@ -144,13 +149,18 @@ impl ReplayStore for DynamoReplayStore {
             if let PutItemError::ConditionalCheckFailedException(failed) = service.err() {
                 let old = failed.item().cloned().unwrap_or_default();
                 let session_hash = string(&old, "session_hash").unwrap_or_default();
-                return Ok(match (string(&old, "state").as_deref(), string(&old, "redirect_to")) {
-                    (Some(COMPLETED), Some(redirect_to)) => ClaimOutcome::Completed {
-                        redirect_to,
-                        session_hash,
+                return Ok(
+                    match (
+                        string(&old, "state").as_deref(),
+                        string(&old, "redirect_to"),
+                    ) {
+                        (Some(COMPLETED), Some(redirect_to)) => ClaimOutcome::Completed {
+                            redirect_to,
+                            session_hash,
+                        },
+                        _ => ClaimOutcome::InProgress { session_hash },
                     },
-                    _ => ClaimOutcome::InProgress { session_hash },
-                });
+                );
             }
         }
         Err(transient(&error))
@@ -189,7 +199,9 @@ impl ReplayStore for DynamoReplayStore {
         match result {
             Ok(_) => Ok(()),
             // Someone else's claim (or a completed one) is not ours to release.
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
             Err(e) => Err(transient(&e)),
         }
     }

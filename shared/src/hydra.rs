@@ -60,9 +60,13 @@ impl LoginRequest {
     /// A parameter of the original authorization request (`prompt`, `max_age`).
     pub fn authorization_parameter(&self, name: &str) -> Option<String> {
         let url = Url::parse(&self.request_url)
-            .or_else(|_| Url::parse("http://hydra.invalid/").and_then(|b| b.join(&self.request_url)))
+            .or_else(|_| {
+                Url::parse("http://hydra.invalid/").and_then(|b| b.join(&self.request_url))
+            })
             .ok()?;
-        url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     }
 
     /// Whether the client demands a fresh authentication (`prompt=login`).
@@ -183,13 +187,25 @@ pub trait HydraAdmin: Send + Sync {
     /// Reads a login request.
     async fn login_request(&self, challenge: &str) -> Result<LoginRequest, UpstreamError>;
     /// Accepts a login request.
-    async fn accept_login(&self, challenge: &str, body: &AcceptLogin) -> Result<RedirectTo, UpstreamError>;
+    async fn accept_login(
+        &self,
+        challenge: &str,
+        body: &AcceptLogin,
+    ) -> Result<RedirectTo, UpstreamError>;
     /// Reads a consent request.
     async fn consent_request(&self, challenge: &str) -> Result<ConsentRequest, UpstreamError>;
     /// Accepts a consent request.
-    async fn accept_consent(&self, challenge: &str, body: &AcceptConsent) -> Result<RedirectTo, UpstreamError>;
+    async fn accept_consent(
+        &self,
+        challenge: &str,
+        body: &AcceptConsent,
+    ) -> Result<RedirectTo, UpstreamError>;
     /// Rejects a consent request.
-    async fn reject_consent(&self, challenge: &str, body: &RejectRequest) -> Result<RedirectTo, UpstreamError>;
+    async fn reject_consent(
+        &self,
+        challenge: &str,
+        body: &RejectRequest,
+    ) -> Result<RedirectTo, UpstreamError>;
     /// Reads a logout request.
     async fn logout_request(&self, challenge: &str) -> Result<LogoutRequest, UpstreamError>;
     /// Accepts a logout request.
@@ -232,7 +248,13 @@ impl HydraClient {
         }
     }
 
-    fn request(&self, method: reqwest::Method, flow: Flow, action: Option<&str>, challenge: &str) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        flow: Flow,
+        action: Option<&str>,
+        challenge: &str,
+    ) -> reqwest::RequestBuilder {
         let action = action.map(|a| format!("/{a}")).unwrap_or_default();
         let url = format!(
             "{}/admin/oauth2/auth/requests/{}{action}",
@@ -250,18 +272,33 @@ impl HydraClient {
         }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, flow: Flow, challenge: &str) -> Result<T, UpstreamError> {
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        flow: Flow,
+        challenge: &str,
+    ) -> Result<T, UpstreamError> {
         upstream::with_read_retry(|| {
-            upstream::send_json(Upstream::Hydra, self.request(reqwest::Method::GET, flow, None, challenge))
+            upstream::send_json(
+                Upstream::Hydra,
+                self.request(reqwest::Method::GET, flow, None, challenge),
+            )
         })
         .await
     }
 
-    async fn put<B: Serialize + Sync>(&self, flow: Flow, action: &str, challenge: &str, body: &B) -> Result<RedirectTo, UpstreamError> {
+    async fn put<B: Serialize + Sync>(
+        &self,
+        flow: Flow,
+        action: &str,
+        challenge: &str,
+        body: &B,
+    ) -> Result<RedirectTo, UpstreamError> {
         // Hydra's accept/reject calls are idempotent for the same challenge, but a retry here
         // would hide a slow Hydra from the replay store's in-progress window; the user's retry
         // covers it instead.
-        let request = self.request(reqwest::Method::PUT, flow, Some(action), challenge).json(body);
+        let request = self
+            .request(reqwest::Method::PUT, flow, Some(action), challenge)
+            .json(body);
         upstream::send_json(Upstream::Hydra, request).await
     }
 }
@@ -271,23 +308,36 @@ impl HydraAdmin for HydraClient {
     async fn login_request(&self, challenge: &str) -> Result<LoginRequest, UpstreamError> {
         self.get(Flow::Login, challenge).await
     }
-    async fn accept_login(&self, challenge: &str, body: &AcceptLogin) -> Result<RedirectTo, UpstreamError> {
+    async fn accept_login(
+        &self,
+        challenge: &str,
+        body: &AcceptLogin,
+    ) -> Result<RedirectTo, UpstreamError> {
         self.put(Flow::Login, "accept", challenge, body).await
     }
     async fn consent_request(&self, challenge: &str) -> Result<ConsentRequest, UpstreamError> {
         self.get(Flow::Consent, challenge).await
     }
-    async fn accept_consent(&self, challenge: &str, body: &AcceptConsent) -> Result<RedirectTo, UpstreamError> {
+    async fn accept_consent(
+        &self,
+        challenge: &str,
+        body: &AcceptConsent,
+    ) -> Result<RedirectTo, UpstreamError> {
         self.put(Flow::Consent, "accept", challenge, body).await
     }
-    async fn reject_consent(&self, challenge: &str, body: &RejectRequest) -> Result<RedirectTo, UpstreamError> {
+    async fn reject_consent(
+        &self,
+        challenge: &str,
+        body: &RejectRequest,
+    ) -> Result<RedirectTo, UpstreamError> {
         self.put(Flow::Consent, "reject", challenge, body).await
     }
     async fn logout_request(&self, challenge: &str) -> Result<LogoutRequest, UpstreamError> {
         self.get(Flow::Logout, challenge).await
     }
     async fn accept_logout(&self, challenge: &str) -> Result<RedirectTo, UpstreamError> {
-        self.put(Flow::Logout, "accept", challenge, &Map::new()).await
+        self.put(Flow::Logout, "accept", challenge, &Map::new())
+            .await
     }
 }
 
@@ -348,7 +398,12 @@ mod tests {
     #[tokio::test]
     async fn hydra_errors_are_classified() {
         let server = MockServer::start().await;
-        for (challenge, status) in [("gone", 410), ("unknown", 404), ("expired", 401), ("boom", 500)] {
+        for (challenge, status) in [
+            ("gone", 410),
+            ("unknown", 404),
+            ("expired", 401),
+            ("boom", 500),
+        ] {
             Mock::given(method("GET"))
                 .and(query_param("consent_challenge", challenge))
                 .respond_with(ResponseTemplate::new(status))
@@ -356,10 +411,23 @@ mod tests {
                 .await;
         }
         let hydra = client(&server);
-        assert!(matches!(hydra.consent_request("gone").await, Err(UpstreamError::Expired { .. })));
-        assert!(matches!(hydra.consent_request("expired").await, Err(UpstreamError::Expired { .. })));
-        assert!(matches!(hydra.consent_request("unknown").await, Err(UpstreamError::NotFound { .. })));
-        assert!(hydra.consent_request("boom").await.expect_err("5xx").is_transient());
+        assert!(matches!(
+            hydra.consent_request("gone").await,
+            Err(UpstreamError::Expired { .. })
+        ));
+        assert!(matches!(
+            hydra.consent_request("expired").await,
+            Err(UpstreamError::Expired { .. })
+        ));
+        assert!(matches!(
+            hydra.consent_request("unknown").await,
+            Err(UpstreamError::NotFound { .. })
+        ));
+        assert!(hydra
+            .consent_request("boom")
+            .await
+            .expect_err("5xx")
+            .is_transient());
     }
 
     #[test]

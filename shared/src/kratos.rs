@@ -79,7 +79,8 @@ impl KratosSession {
     /// Seconds since the user last authenticated, if Kratos said when.
     pub fn seconds_since_authentication(&self, now: std::time::SystemTime) -> Option<u64> {
         let at = self.authenticated_at.as_deref()?;
-        let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
+        let at =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).ok()?;
         let now = time::OffsetDateTime::from(now);
         let elapsed = (now - at).whole_seconds();
         u64::try_from(elapsed.max(0)).ok()
@@ -152,11 +153,15 @@ impl KratosApi for KratosClient {
                 .map_err(|e| UpstreamError::from_transport(Upstream::Kratos, &e))?;
             match response.status().as_u16() {
                 200 => {
-                    let session: KratosSession = upstream::read_json(Upstream::Kratos, response).await?;
+                    let session: KratosSession =
+                        upstream::read_json(Upstream::Kratos, response).await?;
                     Ok((session.active != Some(false)).then_some(session))
                 }
                 401 | 403 => Ok(None),
-                _ => Err(UpstreamError::from_status(Upstream::Kratos, response.status())),
+                _ => Err(UpstreamError::from_status(
+                    Upstream::Kratos,
+                    response.status(),
+                )),
             }
         })
         .await
@@ -178,7 +183,9 @@ impl KratosApi for KratosClient {
                 .query(&[("id", id)]);
             match upstream::send_json::<Value>(Upstream::Kratos, request).await {
                 Ok(v) => Ok(Some(v)),
-                Err(UpstreamError::NotFound { .. }) | Err(UpstreamError::Rejected { .. }) => Ok(None),
+                Err(UpstreamError::NotFound { .. }) | Err(UpstreamError::Rejected { .. }) => {
+                    Ok(None)
+                }
                 Err(e) => Err(e),
             }
         })
@@ -225,12 +232,16 @@ mod tests {
 
     #[test]
     fn only_kratos_cookies_are_forwarded() {
-        let header = "__Host-bridge_bind=abc; ory_kratos_session=s1; other=x; ory_kratos_continuity=c";
+        let header =
+            "__Host-bridge_bind=abc; ory_kratos_session=s1; other=x; ory_kratos_continuity=c";
         assert_eq!(
             kratos_cookie_header(header, "ory_kratos_session"),
             "ory_kratos_session=s1; ory_kratos_continuity=c"
         );
-        assert_eq!(kratos_cookie_header("my_session=s2", "my_session"), "my_session=s2");
+        assert_eq!(
+            kratos_cookie_header("my_session=s2", "my_session"),
+            "my_session=s2"
+        );
         assert_eq!(kratos_cookie_header("", "ory_kratos_session"), "");
     }
 
@@ -267,16 +278,30 @@ mod tests {
             .mount(&server)
             .await;
         let kratos = client(&server);
-        let session = kratos.whoami("ory_kratos_session=good").await.expect("ok").expect("session");
+        let session = kratos
+            .whoami("ory_kratos_session=good")
+            .await
+            .expect("ok")
+            .expect("session");
         assert_eq!(session.identity.id, "ident");
-        assert!(kratos.whoami("ory_kratos_session=none").await.expect("ok").is_none());
+        assert!(kratos
+            .whoami("ory_kratos_session=none")
+            .await
+            .expect("ok")
+            .is_none());
         assert!(kratos.whoami("").await.expect("ok").is_none());
         assert!(matches!(
             kratos.whoami("ory_kratos_session=broken").await,
             Err(UpstreamError::Malformed { .. })
         ));
-        let down = kratos.whoami("ory_kratos_session=down").await.expect_err("down");
-        assert!(down.is_transient(), "a read is retried once, then reported as transient");
+        let down = kratos
+            .whoami("ory_kratos_session=down")
+            .await
+            .expect_err("down");
+        assert!(
+            down.is_transient(),
+            "a read is retried once, then reported as transient"
+        );
     }
 
     #[tokio::test]
@@ -289,7 +314,10 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        client(&server).revoke_session("s/1").await.expect("unknown is fine");
+        client(&server)
+            .revoke_session("s/1")
+            .await
+            .expect("unknown is fine");
     }
 
     #[tokio::test]
@@ -298,7 +326,10 @@ mod tests {
         Mock::given(method("GET"))
             .and(path("/self-service/errors"))
             .and(query_param("id", "e1"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"id": "e1", "error": {"message": "m"}})))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(serde_json::json!({"id": "e1", "error": {"message": "m"}})),
+            )
             .mount(&server)
             .await;
         Mock::given(method("GET"))

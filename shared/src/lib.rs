@@ -3,10 +3,12 @@
 //! Every function crate is a thin `main` around handlers defined here, so the whole flow can be
 //! exercised in-process by tests without a Lambda runtime.
 
+pub mod bootstrap;
 pub mod claims;
 pub mod config;
 #[cfg(feature = "dynamodb")]
 pub mod dynamo;
+pub mod handlers;
 pub mod hydra;
 pub mod keyset;
 pub mod keysource;
@@ -17,4 +19,3 @@ pub mod request;
 pub mod response;
 pub mod token;
 pub mod upstream;
-pub mod handlers;

@@ -92,7 +92,9 @@ struct MemoryItem {
 impl MemoryReplayStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MemoryItem>> {
         // A poisoned lock only means another test thread panicked; the map is still usable.
-        self.items.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of live items, for tests.
@@ -184,13 +186,22 @@ mod tests {
     async fn lifecycle() {
         let store = MemoryReplayStore::default();
         let first = claim("s1", "a1", 100);
-        assert_eq!(store.claim(&first).await.expect("claim"), ClaimOutcome::Claimed);
-        assert_eq!(store.claim(&first).await.expect("own retry"), ClaimOutcome::Claimed);
+        assert_eq!(
+            store.claim(&first).await.expect("claim"),
+            ClaimOutcome::Claimed
+        );
+        assert_eq!(
+            store.claim(&first).await.expect("own retry"),
+            ClaimOutcome::Claimed
+        );
         assert!(matches!(
             store.claim(&claim("s2", "a2", 101)).await.expect("claim"),
             ClaimOutcome::InProgress { .. }
         ));
-        store.complete(&first, "https://hydra/next").await.expect("complete");
+        store
+            .complete(&first, "https://hydra/next")
+            .await
+            .expect("complete");
         assert_eq!(
             store.claim(&claim("s1", "a3", 102)).await.expect("claim"),
             ClaimOutcome::Completed {
@@ -209,11 +220,17 @@ mod tests {
         assert!(store.is_empty());
         store.claim(&first).await.expect("claim again");
         // The holder died: after its in-progress expiry another attempt may take over.
-        assert_eq!(store.claim(&claim("s1", "a2", 200)).await.expect("claim"), ClaimOutcome::Claimed);
+        assert_eq!(
+            store.claim(&claim("s1", "a2", 200)).await.expect("claim"),
+            ClaimOutcome::Claimed
+        );
         // Expired tokens count as absent even though no TTL sweep happened.
         let mut late = claim("s3", "a3", 2_000);
         late.token_expires_at = 3_000;
-        assert_eq!(store.claim(&late).await.expect("claim"), ClaimOutcome::Claimed);
+        assert_eq!(
+            store.claim(&late).await.expect("claim"),
+            ClaimOutcome::Claimed
+        );
     }
 
     #[test]

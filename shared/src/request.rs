@@ -31,7 +31,11 @@ impl Params {
     /// The one value of `name`: absent is `Ok(None)`; given twice or longer than `max_len` is a
     /// bad request, because two values would let different layers read different ones.
     pub fn single(&self, name: &str, max_len: usize) -> Result<Option<&str>, Failure> {
-        let mut values = self.0.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut values = self
+            .0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         let first = values.next();
         if values.next().is_some() {
             return Err(Failure::BadRequest {
@@ -52,7 +56,10 @@ impl Params {
 
     /// Every value of `name` (for multi-valued fields such as `grant_scope`).
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -188,17 +195,27 @@ mod tests {
     use super::*;
 
     fn get(uri: &str) -> Request {
-        http::Request::builder().uri(uri).body(Body::Empty).expect("request")
+        http::Request::builder()
+            .uri(uri)
+            .body(Body::Empty)
+            .expect("request")
     }
 
     #[test]
     fn challenge_rules() {
         let params = |q: &str| Params::parse(q);
-        assert_eq!(challenge(&params("login_challenge=abc-_.~"), "login_challenge").expect("ok"), "abc-_.~");
+        assert_eq!(
+            challenge(&params("login_challenge=abc-_.~"), "login_challenge").expect("ok"),
+            "abc-_.~"
+        );
         assert!(challenge(&params(""), "login_challenge").is_err());
         assert!(challenge(&params("login_challenge="), "login_challenge").is_err());
         assert!(challenge(&params("login_challenge=a%0Ab"), "login_challenge").is_err());
-        assert!(challenge(&params("login_challenge=a&login_challenge=b"), "login_challenge").is_err());
+        assert!(challenge(
+            &params("login_challenge=a&login_challenge=b"),
+            "login_challenge"
+        )
+        .is_err());
         let long = format!("login_challenge={}", "a".repeat(MAX_CHALLENGE_BYTES + 1));
         assert!(challenge(&params(&long), "login_challenge").is_err());
     }

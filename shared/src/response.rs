@@ -268,9 +268,9 @@ impl Failure {
             Self::BadRequest { restart, .. } | Self::Expired { restart } => restart
                 .as_ref()
                 .map(|url| Action::new(url.as_str(), "Start again")),
-            Self::InProgress { retry } | Self::Unavailable { retry } => {
-                retry.as_ref().map(|href| Action::new(href.clone(), "Try again"))
-            }
+            Self::InProgress { retry } | Self::Unavailable { retry } => retry
+                .as_ref()
+                .map(|href| Action::new(href.clone(), "Try again")),
             _ => None,
         }
     }
@@ -321,11 +321,23 @@ pub(crate) mod tests {
     /// Asserts the headers every HTML page must carry.
     pub(crate) fn assert_secure_html(response: &Response<Body>) {
         let h = response.headers();
-        let csp = h.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let csp = h
+            .get(header::CONTENT_SECURITY_POLICY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         assert!(csp.contains("frame-ancestors 'none'"), "CSP: {csp}");
-        assert_eq!(h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()), Some(&b"DENY"[..]));
-        assert_eq!(h.get(header::REFERRER_POLICY).map(|v| v.as_bytes()), Some(&b"no-referrer"[..]));
-        assert_eq!(h.get(header::CACHE_CONTROL).map(|v| v.as_bytes()), Some(&b"no-store"[..]));
+        assert_eq!(
+            h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()),
+            Some(&b"DENY"[..])
+        );
+        assert_eq!(
+            h.get(header::REFERRER_POLICY).map(|v| v.as_bytes()),
+            Some(&b"no-referrer"[..])
+        );
+        assert_eq!(
+            h.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+            Some(&b"no-store"[..])
+        );
         assert!(h
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -343,10 +355,18 @@ pub(crate) mod tests {
     #[test]
     fn every_failure_is_a_secure_page_with_its_status() {
         let failures = [
-            Failure::BadRequest { title: "t", message: "m", restart: None },
-            Failure::Expired { restart: Url::parse("https://h/oauth2/auth?x=1").ok() },
+            Failure::BadRequest {
+                title: "t",
+                message: "m",
+                restart: None,
+            },
+            Failure::Expired {
+                restart: Url::parse("https://h/oauth2/auth?x=1").ok(),
+            },
             Failure::Forbidden { message: "m" },
-            Failure::InProgress { retry: Some("/login/return?t=x".to_owned()) },
+            Failure::InProgress {
+                retry: Some("/login/return?t=x".to_owned()),
+            },
             Failure::Unavailable { retry: None },
             Failure::BadGateway,
             Failure::PayloadTooLarge,
@@ -382,7 +402,10 @@ pub(crate) mod tests {
         );
         let body = body_text(&response);
         assert!(!body.contains("<script>t"), "{body}");
-        assert!(body.contains("&lt;script&gt;") || body.contains("&#60;script&#62;"), "{body}");
+        assert!(
+            body.contains("&lt;script&gt;") || body.contains("&#60;script&#62;"),
+            "{body}"
+        );
         assert!(!body.contains("\"quoted\""));
     }
 
@@ -391,7 +414,10 @@ pub(crate) mod tests {
         let url = Url::parse("https://hydra.example.com/next").expect("url");
         let response = see_other(&url, &["a=b; Path=/".to_owned()]);
         assert_eq!(response.status(), StatusCode::SEE_OTHER);
-        assert_eq!(response.headers()[header::LOCATION], "https://hydra.example.com/next");
+        assert_eq!(
+            response.headers()[header::LOCATION],
+            "https://hydra.example.com/next"
+        );
         assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
         assert_eq!(response.headers()[header::SET_COOKIE], "a=b; Path=/");
     }

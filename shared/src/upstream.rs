@@ -96,7 +96,10 @@ impl UpstreamError {
                 upstream,
                 detail: format!("status {s}"),
             },
-            s => Self::Rejected { upstream, status: s },
+            s => Self::Rejected {
+                upstream,
+                status: s,
+            },
         }
     }
 
@@ -146,10 +149,12 @@ pub fn build_http_client(config: &Config) -> Result<Client, crate::config::Confi
         }
         builder = builder.tls_certs_merge(certs);
     }
-    builder.build().map_err(|e| crate::config::ConfigError::Invalid {
-        name: "BRIDGE_CA_BUNDLE",
-        reason: format!("the HTTP client cannot be built: {e}"),
-    })
+    builder
+        .build()
+        .map_err(|e| crate::config::ConfigError::Invalid {
+            name: "BRIDGE_CA_BUNDLE",
+            reason: format!("the HTTP client cannot be built: {e}"),
+        })
 }
 
 /// Sends a request and reads a JSON answer of a 2xx status, classifying every failure.
@@ -162,7 +167,10 @@ pub(crate) async fn send_json<T: DeserializeOwned>(
 }
 
 /// Sends a request; only 2xx answers come back as `Ok`.
-pub(crate) async fn send(upstream: Upstream, request: RequestBuilder) -> Result<Response, UpstreamError> {
+pub(crate) async fn send(
+    upstream: Upstream,
+    request: RequestBuilder,
+) -> Result<Response, UpstreamError> {
     let response = request
         .send()
         .await
@@ -180,7 +188,10 @@ pub(crate) async fn read_json<T: DeserializeOwned>(
     upstream: Upstream,
     response: Response,
 ) -> Result<T, UpstreamError> {
-    if response.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+    {
         return Err(UpstreamError::Malformed { upstream });
     }
     let bytes = response
@@ -202,7 +213,7 @@ where
     Fut: std::future::Future<Output = Result<T, UpstreamError>>,
 {
     match call().await {
-        Err(e) if matches!(e, UpstreamError::Transient { .. }) => {
+        Err(UpstreamError::Transient { .. }) => {
             tokio::time::sleep(Duration::from_millis(50)).await;
             call().await
         }
@@ -216,12 +227,17 @@ mod tests {
 
     #[test]
     fn statuses_are_classified_for_the_user() {
-        let class = |s: u16| UpstreamError::from_status(Upstream::Hydra, StatusCode::from_u16(s).expect("status"));
+        let class = |s: u16| {
+            UpstreamError::from_status(Upstream::Hydra, StatusCode::from_u16(s).expect("status"))
+        };
         assert!(matches!(class(404), UpstreamError::NotFound { .. }));
         assert!(matches!(class(401), UpstreamError::Expired { .. }));
         assert!(matches!(class(410), UpstreamError::Expired { .. }));
         assert!(class(503).is_transient());
         assert!(class(429).is_transient());
-        assert!(matches!(class(400), UpstreamError::Rejected { status: 400, .. }));
+        assert!(matches!(
+            class(400),
+            UpstreamError::Rejected { status: 400, .. }
+        ));
     }
 }

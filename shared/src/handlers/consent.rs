@@ -90,7 +90,10 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         .map_err(|e| consent_failure(&flow, e, request))?;
 
     let first_party = consent.client.skip_consent == Some(true)
-        || deps.config.trusted_clients.contains(&consent.client.client_id);
+        || deps
+            .config
+            .trusted_clients
+            .contains(&consent.client.client_id);
     if consent.skip || first_party {
         tracing::info!(flow = %flow, event = "consent_skipped", client_id = %consent.client.client_id, remembered = consent.skip, first_party, "consent granted without a screen");
         let grant = consent.requested_scope.clone();
@@ -99,10 +102,11 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         return accept(deps, &challenge, &flow, &consent, grant, remember, request).await;
     }
 
-    let csrf_cookie = match reusable_cookie_value(request::cookie(request, csrf_cookie_name(&deps.config))) {
-        Some(value) => value,
-        None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
-    };
+    let csrf_cookie =
+        match reusable_cookie_value(request::cookie(request, csrf_cookie_name(&deps.config))) {
+            Some(value) => value,
+            None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        };
     let client = &consent.client;
     let page = ConsentPage {
         css: stylesheet(),
@@ -115,7 +119,10 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         policy_uri: client.policy_uri.clone().filter(|u| is_web_url(u)),
         tos_uri: client.tos_uri.clone().filter(|u| is_web_url(u)),
         challenge: &challenge,
-        csrf_token: deps.keys.csrf_key().token_for(&csrf_binding(&challenge, &csrf_cookie)),
+        csrf_token: deps
+            .keys
+            .csrf_key()
+            .token_for(&csrf_binding(&challenge, &csrf_cookie)),
         form_action: deps.config.endpoint("consent").path().to_owned(),
         scopes: consent
             .requested_scope
@@ -128,7 +135,12 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
             .collect(),
     };
     tracing::info!(flow = %flow, event = "consent_screen", client_id = %client.client_id, "asking the user");
-    let cookie = set_cookie(&deps.config, csrf_cookie_name(&deps.config), &csrf_cookie, 3600);
+    let cookie = set_cookie(
+        &deps.config,
+        csrf_cookie_name(&deps.config),
+        &csrf_cookie,
+        3600,
+    );
     Ok(crate::response::with_cookies(
         render_page(http::StatusCode::OK, &page),
         &[cookie],
@@ -142,7 +154,11 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
     let flow = flow_id(&challenge);
     let presented = form.single("csrf_token", 256)?.unwrap_or("");
     let cookie = request::cookie(request, csrf_cookie_name(&deps.config)).unwrap_or_default();
-    if cookie.is_empty() || !deps.keys.verify_csrf_token(&csrf_binding(&challenge, &cookie), presented) {
+    if cookie.is_empty()
+        || !deps
+            .keys
+            .verify_csrf_token(&csrf_binding(&challenge, &cookie), presented)
+    {
         tracing::warn!(flow = %flow, event = "consent_csrf_refused", "consent form without a valid CSRF token");
         return Err(Failure::Forbidden {
             message: "This form has expired or was not sent from this site. Please go back and try again.",
@@ -174,7 +190,9 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
     let grant = consent
         .requested_scope
         .iter()
-        .filter(|scope| chosen.contains(&scope.as_str()) || REQUIRED_SCOPES.contains(&scope.as_str()))
+        .filter(|scope| {
+            chosen.contains(&scope.as_str()) || REQUIRED_SCOPES.contains(&scope.as_str())
+        })
         .cloned()
         .collect();
     let remember = form.single("remember", 8)? == Some("true");
@@ -204,7 +222,11 @@ async fn accept(
         grant_access_token_audience: consent.requested_access_token_audience.clone(),
         grant_scope: grant,
         remember,
-        remember_for: if remember { deps.config.remember_for.as_secs() } else { 0 },
+        remember_for: if remember {
+            deps.config.remember_for.as_secs()
+        } else {
+            0
+        },
     };
     let answer = deps
         .hydra
@@ -300,7 +322,11 @@ mod tests {
                 ..OAuth2Client::default()
             },
             context: Some(context),
-            requested_scope: vec!["openid".to_owned(), "email".to_owned(), "profile".to_owned()],
+            requested_scope: vec![
+                "openid".to_owned(),
+                "email".to_owned(),
+                "profile".to_owned(),
+            ],
             requested_access_token_audience: vec!["api".to_owned()],
             skip,
             subject: "ident-1".to_owned(),
@@ -323,9 +349,17 @@ mod tests {
 
     /// Shows the screen and returns (csrf cookie header, csrf token).
     async fn screen(kit: &Kit, challenge: &str) -> (String, String) {
-        let response = handle(get(&format!("/consent?consent_challenge={challenge}"), None), &deps(kit)).await;
+        let response = handle(
+            get(&format!("/consent?consent_challenge={challenge}"), None),
+            &deps(kit),
+        )
+        .await;
         assert_eq!(response.status(), 200);
-        let cookie = set_cookies(&response)[0].split(';').next().unwrap_or_default().to_owned();
+        let cookie = set_cookies(&response)[0]
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         let page = body(&response);
         let token = page
             .split("name=\"csrf_token\" value=\"")
@@ -347,25 +381,40 @@ mod tests {
         assert_eq!(accepted.grant_access_token_audience, vec!["api"]);
         assert_eq!(accepted.session.id_token["email"], "ann@example.com");
         assert_eq!(accepted.session.id_token["name"], "Ann Lee");
-        assert!(!accepted.session.id_token.contains_key("phone_number"), "phone not requested");
+        assert!(
+            !accepted.session.id_token.contains_key("phone_number"),
+            "phone not requested"
+        );
     }
 
     #[tokio::test]
     async fn first_party_clients_skip_the_screen() {
         let kit = Kit::new();
-        kit.hydra.add_consent("c1", consent("first", false, Some(true)));
-        kit.hydra.add_consent("c2", consent("trusted-app", false, None));
+        kit.hydra
+            .add_consent("c1", consent("first", false, Some(true)));
+        kit.hydra
+            .add_consent("c2", consent("trusted-app", false, None));
         for challenge in ["c1", "c2"] {
-            let response = handle(get(&format!("/consent?consent_challenge={challenge}"), None), &deps(&kit)).await;
+            let response = handle(
+                get(&format!("/consent?consent_challenge={challenge}"), None),
+                &deps(&kit),
+            )
+            .await;
             assert_eq!(response.status(), 303, "{challenge}");
-            assert!(kit.hydra.accepted_consent(challenge).expect("accepted").remember);
+            assert!(
+                kit.hydra
+                    .accepted_consent(challenge)
+                    .expect("accepted")
+                    .remember
+            );
         }
     }
 
     #[tokio::test]
     async fn third_party_sees_an_escaped_screen() {
         let kit = Kit::new();
-        kit.hydra.add_consent("c1", consent("third", false, Some(false)));
+        kit.hydra
+            .add_consent("c1", consent("third", false, Some(false)));
         let response = handle(get("/consent?consent_challenge=c1", None), &deps(&kit)).await;
         assert_eq!(response.status(), 200);
         assert_secure_html(&response);
@@ -388,13 +437,24 @@ mod tests {
             "consent_challenge=c1&csrf_token={}&grant_scope=email&grant_scope=admin&action=allow&remember=true",
             urlencode(&token)
         );
-        let response = handle(post(&body, Some(&cookie), Some("https://auth.example.com")), &deps(&kit)).await;
+        let response = handle(
+            post(&body, Some(&cookie), Some("https://auth.example.com")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         let accepted = kit.hydra.accepted_consent("c1").expect("accepted");
-        assert_eq!(accepted.grant_scope, vec!["openid", "email"], "admin was never requested, profile unticked");
+        assert_eq!(
+            accepted.grant_scope,
+            vec!["openid", "email"],
+            "admin was never requested, profile unticked"
+        );
         assert!(accepted.remember);
         assert_eq!(accepted.session.id_token["email"], "ann@example.com");
-        assert!(!accepted.session.id_token.contains_key("name"), "profile not granted");
+        assert!(
+            !accepted.session.id_token.contains_key("name"),
+            "profile not granted"
+        );
     }
 
     #[tokio::test]
@@ -402,10 +462,16 @@ mod tests {
         let kit = Kit::new();
         kit.hydra.add_consent("c1", consent("third", false, None));
         let (cookie, token) = screen(&kit, "c1").await;
-        let body = format!("consent_challenge=c1&csrf_token={}&action=deny", urlencode(&token));
+        let body = format!(
+            "consent_challenge=c1&csrf_token={}&action=deny",
+            urlencode(&token)
+        );
         let response = handle(post(&body, Some(&cookie), None), &deps(&kit)).await;
         assert_eq!(response.status(), 303);
-        assert_eq!(kit.hydra.rejected_consent("c1").expect("rejected").error, "access_denied");
+        assert_eq!(
+            kit.hydra.rejected_consent("c1").expect("rejected").error,
+            "access_denied"
+        );
         assert!(kit.hydra.accepted_consent("c1").is_none());
     }
 
@@ -416,13 +482,26 @@ mod tests {
         kit.hydra.add_consent("c2", consent("third", false, None));
         let (cookie, token) = screen(&kit, "c1").await;
         let (_, other_token) = screen(&kit, "c2").await;
-        let allow = |t: &str| format!("consent_challenge=c1&csrf_token={}&action=allow", urlencode(t));
+        let allow = |t: &str| {
+            format!(
+                "consent_challenge=c1&csrf_token={}&action=allow",
+                urlencode(t)
+            )
+        };
         let cases = [
             post("consent_challenge=c1&action=allow", Some(&cookie), None),
             post(&allow(&token), None, None),
             post(&allow(&other_token), Some(&cookie), None),
-            post(&allow(&token), Some("__Host-bridge_csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), None),
-            post(&allow(&token), Some(&cookie), Some("https://evil.example.net")),
+            post(
+                &allow(&token),
+                Some("__Host-bridge_csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+                None,
+            ),
+            post(
+                &allow(&token),
+                Some(&cookie),
+                Some("https://evil.example.net"),
+            ),
         ];
         for request in cases {
             let response = handle(request, &deps(&kit)).await;
@@ -430,7 +509,10 @@ mod tests {
             assert_secure_html(&response);
         }
         let mut cross_site = post(&allow(&token), Some(&cookie), None);
-        cross_site.headers_mut().insert("sec-fetch-site", http::HeaderValue::from_static("cross-site"));
+        cross_site.headers_mut().insert(
+            "sec-fetch-site",
+            http::HeaderValue::from_static("cross-site"),
+        );
         assert_eq!(handle(cross_site, &deps(&kit)).await.status(), 403);
         assert!(kit.hydra.accepted_consent("c1").is_none());
     }
@@ -439,9 +521,22 @@ mod tests {
     async fn unknown_and_unavailable_consent_requests() {
         let kit = Kit::new();
         kit.hydra.fail_challenge("down", UpstreamKind::Transient);
-        assert_eq!(handle(get("/consent?consent_challenge=nope", None), &deps(&kit)).await.status(), 400);
-        assert_eq!(handle(get("/consent?consent_challenge=down", None), &deps(&kit)).await.status(), 503);
-        assert_eq!(handle(get("/consent", None), &deps(&kit)).await.status(), 400);
+        assert_eq!(
+            handle(get("/consent?consent_challenge=nope", None), &deps(&kit))
+                .await
+                .status(),
+            400
+        );
+        assert_eq!(
+            handle(get("/consent?consent_challenge=down", None), &deps(&kit))
+                .await
+                .status(),
+            503
+        );
+        assert_eq!(
+            handle(get("/consent", None), &deps(&kit)).await.status(),
+            400
+        );
     }
 
     fn urlencode(value: &str) -> String {

@@ -43,7 +43,11 @@ async fn run(request: &Request, deps: &ErrorDeps) -> Result<Response<Body>, Fail
             None
         };
         let (message, reason) = error.as_ref().map(kratos_texts).unwrap_or_default();
-        tracing::info!(event = "error_page_kratos", known = error.is_some(), "showing a Kratos error");
+        tracing::info!(
+            event = "error_page_kratos",
+            known = error.is_some(),
+            "showing a Kratos error"
+        );
         return Ok(message_page(
             http::StatusCode::OK,
             "Sign-in problem",
@@ -57,8 +61,15 @@ async fn run(request: &Request, deps: &ErrorDeps) -> Result<Response<Body>, Fail
     let error = bounded(params.single("error", 128)?);
     let description = bounded(params.single("error_description", MAX_TEXT)?);
     let hint = bounded(params.single("error_hint", MAX_TEXT)?);
-    tracing::info!(event = "error_page_hydra", error = error.as_deref().unwrap_or(""), "showing a Hydra error");
-    let message = description.unwrap_or_else(|| "Something went wrong while signing you in. Please start again from the application.".to_owned());
+    tracing::info!(
+        event = "error_page_hydra",
+        error = error.as_deref().unwrap_or(""),
+        "showing a Hydra error"
+    );
+    let message = description.unwrap_or_else(|| {
+        "Something went wrong while signing you in. Please start again from the application."
+            .to_owned()
+    });
     Ok(message_page(
         http::StatusCode::OK,
         "Sign-in problem",
@@ -71,7 +82,12 @@ async fn run(request: &Request, deps: &ErrorDeps) -> Result<Response<Body>, Fail
 
 fn bounded(value: Option<&str>) -> Option<String> {
     value
-        .map(|v| v.chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect::<String>())
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_TEXT)
+                .collect::<String>()
+        })
         .filter(|v| !v.trim().is_empty())
 }
 
@@ -89,7 +105,9 @@ mod tests {
     use crate::response::tests::assert_secure_html;
 
     fn deps(kit: &Kit) -> ErrorDeps {
-        ErrorDeps { kratos: kit.kratos.clone() }
+        ErrorDeps {
+            kratos: kit.kratos.clone(),
+        }
     }
 
     #[tokio::test]

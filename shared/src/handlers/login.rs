@@ -70,10 +70,11 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         return accept_and_redirect(deps, &challenge, &flow, &accept, request).await;
     }
 
-    let binding = match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
-        Some(value) => value,
-        None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
-    };
+    let binding =
+        match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
+            Some(value) => value,
+            None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        };
     let payload = ReturnToPayload {
         login_challenge: challenge.clone(),
         request_url: Some(login.request_url.clone()).filter(|u| !u.is_empty()),
@@ -133,7 +134,10 @@ async fn reusable_session(
     if login.forces_login() {
         return None;
     }
-    let cookies = kratos_cookie_header(&request::cookie_header(request), &deps.config.kratos_session_cookie);
+    let cookies = kratos_cookie_header(
+        &request::cookie_header(request),
+        &deps.config.kratos_session_cookie,
+    );
     if cookies.is_empty() {
         return None;
     }
@@ -205,14 +209,21 @@ mod tests {
     #[tokio::test]
     async fn missing_or_malformed_challenge_is_400() {
         let kit = Kit::new();
-        for uri in ["/login", "/login?login_challenge=", "/login?login_challenge=%3Cscript%3E"] {
+        for uri in [
+            "/login",
+            "/login?login_challenge=",
+            "/login?login_challenge=%3Cscript%3E",
+        ] {
             let response = handle(get(uri, None), &deps(&kit)).await;
             assert_eq!(response.status(), 400, "{uri}");
             assert_secure_html(&response);
         }
         let long = format!("/login?login_challenge={}", "a".repeat(9000));
         assert_eq!(handle(get(&long, None), &deps(&kit)).await.status(), 400);
-        assert!(kit.hydra.calls().is_empty(), "bad input never reaches Hydra");
+        assert!(
+            kit.hydra.calls().is_empty(),
+            "bad input never reaches Hydra"
+        );
     }
 
     #[tokio::test]
@@ -231,14 +242,22 @@ mod tests {
         let down = status("down").await;
         assert_eq!(down.status(), 503);
         assert_secure_html(&down);
-        assert!(body(&down).contains("login_challenge=down"), "retry offers the same link");
+        assert!(
+            body(&down).contains("login_challenge=down"),
+            "retry offers the same link"
+        );
     }
 
     #[tokio::test]
     async fn skip_accepts_with_hydra_subject_without_kratos() {
         let kit = Kit::new();
-        kit.hydra.add_login("c1", login_request(true, "subject-1", ""));
-        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=s")), &deps(&kit)).await;
+        kit.hydra
+            .add_login("c1", login_request(true, "subject-1", ""));
+        let response = handle(
+            get("/login?login_challenge=c1", Some("ory_kratos_session=s")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         assert_eq!(location(&response), HYDRA_NEXT);
         let accepted = kit.hydra.accepted_login("c1").expect("accepted");
@@ -249,10 +268,23 @@ mod tests {
     #[tokio::test]
     async fn existing_kratos_session_is_single_sign_on() {
         let kit = Kit::new();
-        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?client_id=app"));
-        kit.kratos.add_session("ory_kratos_session=good", session("sess-1", "ident-1", &["oidc"]));
+        kit.hydra.add_login(
+            "c1",
+            login_request(
+                false,
+                "",
+                "https://oauth.example.com/oauth2/auth?client_id=app",
+            ),
+        );
+        kit.kratos.add_session(
+            "ory_kratos_session=good",
+            session("sess-1", "ident-1", &["oidc"]),
+        );
         let response = handle(
-            get("/login?login_challenge=c1", Some("ory_kratos_session=good; other=x")),
+            get(
+                "/login?login_challenge=c1",
+                Some("ory_kratos_session=good; other=x"),
+            ),
             &deps(&kit),
         )
         .await;
@@ -260,32 +292,65 @@ mod tests {
         assert_eq!(location(&response), HYDRA_NEXT);
         let accepted = kit.hydra.accepted_login("c1").expect("accepted");
         assert_eq!(accepted.subject, "ident-1");
-        assert_eq!(accepted.identity_provider_session_id.as_deref(), Some("sess-1"));
+        assert_eq!(
+            accepted.identity_provider_session_id.as_deref(),
+            Some("sess-1")
+        );
         assert_eq!(accepted.amr, vec!["fed"]);
-        assert_eq!(kit.kratos.last_cookie().as_deref(), Some("ory_kratos_session=good"));
+        assert_eq!(
+            kit.kratos.last_cookie().as_deref(),
+            Some("ory_kratos_session=good")
+        );
     }
 
     #[tokio::test]
     async fn prompt_login_goes_to_kratos_with_refresh() {
         let kit = Kit::new();
-        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?prompt=login"));
-        kit.kratos.add_session("ory_kratos_session=good", session("sess-1", "ident-1", &["oidc"]));
-        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=good")), &deps(&kit)).await;
+        kit.hydra.add_login(
+            "c1",
+            login_request(
+                false,
+                "",
+                "https://oauth.example.com/oauth2/auth?prompt=login",
+            ),
+        );
+        kit.kratos.add_session(
+            "ory_kratos_session=good",
+            session("sess-1", "ident-1", &["oidc"]),
+        );
+        let response = handle(
+            get("/login?login_challenge=c1", Some("ory_kratos_session=good")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         let target = Url::parse(&location(&response)).expect("url");
-        assert!(target.as_str().starts_with("https://id.example.com/self-service/login/browser?refresh=true&return_to="));
+        assert!(target.as_str().starts_with(
+            "https://id.example.com/self-service/login/browser?refresh=true&return_to="
+        ));
         assert!(kit.hydra.accepted_login("c1").is_none());
     }
 
     #[tokio::test]
     async fn max_age_exceeded_goes_to_kratos() {
         let kit = Kit::new();
-        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?max_age=60"));
+        kit.hydra.add_login(
+            "c1",
+            login_request(
+                false,
+                "",
+                "https://oauth.example.com/oauth2/auth?max_age=60",
+            ),
+        );
         let mut old = session("sess-1", "ident-1", &["oidc"]);
         old.authenticated_at = Some("2026-01-01T00:00:00Z".to_owned());
         kit.kratos.add_session("ory_kratos_session=old", old);
         kit.advance(std::time::Duration::from_secs(120));
-        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=old")), &deps(&kit)).await;
+        let response = handle(
+            get("/login?login_challenge=c1", Some("ory_kratos_session=old")),
+            &deps(&kit),
+        )
+        .await;
         assert!(location(&response).contains("/self-service/login/browser"));
         assert!(kit.hydra.accepted_login("c1").is_none());
     }
@@ -293,7 +358,14 @@ mod tests {
     #[tokio::test]
     async fn no_session_seals_challenge_and_sets_binding_cookie() {
         let kit = Kit::new();
-        kit.hydra.add_login("c1", login_request(false, "", "https://oauth.example.com/oauth2/auth?client_id=app"));
+        kit.hydra.add_login(
+            "c1",
+            login_request(
+                false,
+                "",
+                "https://oauth.example.com/oauth2/auth?client_id=app",
+            ),
+        );
         let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
         assert_eq!(response.status(), 303);
         let target = Url::parse(&location(&response)).expect("url");
@@ -304,10 +376,17 @@ mod tests {
             .map(|(_, v)| v.into_owned())
             .expect("return_to");
         assert!(return_to.starts_with("https://auth.example.com/login/return?t="));
-        assert!(!return_to.contains("c1"), "the challenge is sealed, not visible");
+        assert!(
+            !return_to.contains("c1"),
+            "the challenge is sealed, not visible"
+        );
         let cookie = set_cookies(&response).join("\n");
         assert!(cookie.starts_with("__Host-bridge_binding="), "{cookie}");
-        assert!(cookie.contains("HttpOnly") && cookie.contains("Secure") && cookie.contains("SameSite=Lax"));
+        assert!(
+            cookie.contains("HttpOnly")
+                && cookie.contains("Secure")
+                && cookie.contains("SameSite=Lax")
+        );
         let token = Url::parse(&return_to)
             .expect("url")
             .query_pairs()
@@ -325,11 +404,16 @@ mod tests {
         kit.hydra.add_login("c1", login_request(false, "", ""));
         let existing = "A".repeat(43);
         let response = handle(
-            get("/login?login_challenge=c1", Some(&format!("__Host-bridge_binding={existing}"))),
+            get(
+                "/login?login_challenge=c1",
+                Some(&format!("__Host-bridge_binding={existing}")),
+            ),
             &deps(&kit),
         )
         .await;
-        assert!(set_cookies(&response)[0].starts_with(&format!("__Host-bridge_binding={existing};")));
+        assert!(
+            set_cookies(&response)[0].starts_with(&format!("__Host-bridge_binding={existing};"))
+        );
     }
 
     #[tokio::test]
@@ -337,7 +421,11 @@ mod tests {
         let kit = Kit::new();
         kit.hydra.add_login("c1", login_request(false, "", ""));
         kit.kratos.fail_whoami(true);
-        let response = handle(get("/login?login_challenge=c1", Some("ory_kratos_session=x")), &deps(&kit)).await;
+        let response = handle(
+            get("/login?login_challenge=c1", Some("ory_kratos_session=x")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         assert!(location(&response).contains("/self-service/login/browser"));
     }
@@ -345,7 +433,8 @@ mod tests {
     #[tokio::test]
     async fn foreign_redirect_from_hydra_is_refused() {
         let kit = Kit::new();
-        kit.hydra.add_login("c1", login_request(true, "subject-1", ""));
+        kit.hydra
+            .add_login("c1", login_request(true, "subject-1", ""));
         kit.hydra.set_redirect("https://evil.example.net/next");
         let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
         assert_eq!(response.status(), 502);

@@ -65,14 +65,18 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
     let restart = restart_url(&deps.config, &token);
 
     let binding = request::cookie(request, binding_cookie_name(&deps.config));
-    if !binding.is_some_and(|value| browser_binding_matches(&token.payload.browser_binding, &value)) {
+    if !binding.is_some_and(|value| browser_binding_matches(&token.payload.browser_binding, &value))
+    {
         tracing::warn!(flow = %flow, event = "binding_mismatch", "return link opened in a browser that did not start this sign-in");
         return Err(Failure::Forbidden {
             message: "This sign-in link was started in another browser. Please start again from the application in this browser.",
         });
     }
 
-    let cookies = kratos_cookie_header(&request::cookie_header(request), &deps.config.kratos_session_cookie);
+    let cookies = kratos_cookie_header(
+        &request::cookie_header(request),
+        &deps.config.kratos_session_cookie,
+    );
     let session = deps.kratos.whoami(&cookies).await.map_err(|e| {
         tracing::warn!(flow = %flow, event = "kratos_whoami_failed", error = %e, "cannot check the Kratos session");
         unavailable(request, e)
@@ -83,7 +87,10 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         tracing::info!(flow = %flow, event = "no_kratos_session", "restarting the Kratos login flow");
         let mut return_to = deps.config.return_url();
         return_to.query_pairs_mut().append_pair("t", raw_token);
-        return Ok(see_other(&super::login::kratos_login_url(&deps.config, &return_to, false), &[]));
+        return Ok(see_other(
+            &super::login::kratos_login_url(&deps.config, &return_to, false),
+            &[],
+        ));
     };
 
     let claim = Claim {
@@ -100,7 +107,10 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
     })?;
     match outcome {
         ClaimOutcome::Claimed => {}
-        ClaimOutcome::Completed { redirect_to, session_hash } if session_hash == claim.session_hash => {
+        ClaimOutcome::Completed {
+            redirect_to,
+            session_hash,
+        } if session_hash == claim.session_hash => {
             tracing::info!(flow = %flow, event = "return_repeated", "same session used the link again; same destination");
             let next = on_hydra_origin(&deps.config, &redirect_to).ok_or(Failure::BadGateway)?;
             return Ok(see_other(&next, &[]));
@@ -119,7 +129,11 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
     }
 
     let accept = accept_from_session(&deps.config, &session);
-    let answer = match deps.hydra.accept_login(&token.payload.login_challenge, &accept).await {
+    let answer = match deps
+        .hydra
+        .accept_login(&token.payload.login_challenge, &accept)
+        .await
+    {
         Ok(answer) => answer,
         Err(error) => {
             release(deps, &claim, &flow).await;
@@ -243,8 +257,14 @@ mod tests {
 
     fn kit_with_session() -> Kit {
         let kit = Kit::new();
-        kit.kratos.add_session("ory_kratos_session=s1", session("sess-1", "ident-1", &["oidc"]));
-        kit.kratos.add_session("ory_kratos_session=s2", session("sess-2", "ident-2", &["code"]));
+        kit.kratos.add_session(
+            "ory_kratos_session=s1",
+            session("sess-1", "ident-1", &["oidc"]),
+        );
+        kit.kratos.add_session(
+            "ory_kratos_session=s2",
+            session("sess-2", "ident-2", &["code"]),
+        );
         kit
     }
 
@@ -252,16 +272,26 @@ mod tests {
     async fn accepts_with_kratos_identity_and_records_completion() {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         assert_eq!(location(&response), HYDRA_NEXT);
         let accepted = kit.hydra.accepted_login("c1").expect("accepted");
         assert_eq!(accepted.subject, "ident-1");
-        assert_eq!(accepted.identity_provider_session_id.as_deref(), Some("sess-1"));
+        assert_eq!(
+            accepted.identity_provider_session_id.as_deref(),
+            Some("sess-1")
+        );
         assert_eq!(accepted.acr.as_deref(), Some("aal1"));
         let context = accepted.context.expect("context");
         assert_eq!(context["identity_id"], "ident-1");
-        assert_eq!(context["claims_by_scope"]["email"]["email"], "ann@example.com");
+        assert_eq!(
+            context["claims_by_scope"]["email"]["email"],
+            "ann@example.com"
+        );
         assert_eq!(context["claims_by_scope"]["email"]["email_verified"], true);
         assert_eq!(kit.replay.len(), 1);
     }
@@ -270,9 +300,17 @@ mod tests {
     async fn same_session_repeat_gets_the_same_redirect_without_second_accept() {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
-        let first = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let first = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         kit.hydra.set_redirect("https://oauth.example.com/other");
-        let again = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let again = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(again.status(), 303);
         assert_eq!(location(&again), location(&first));
         assert_eq!(kit.hydra.accept_count(), 1);
@@ -282,12 +320,23 @@ mod tests {
     async fn replay_from_another_session_is_refused() {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
-        handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
-        let replay = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s2"))), &deps(&kit)).await;
+        handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
+        let replay = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s2"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(replay.status(), 403);
         assert_secure_html(&replay);
         assert_eq!(kit.hydra.accept_count(), 1);
-        assert_eq!(kit.hydra.accepted_login("c1").expect("first").subject, "ident-1");
+        assert_eq!(
+            kit.hydra.accepted_login("c1").expect("first").subject,
+            "ident-1"
+        );
     }
 
     #[tokio::test]
@@ -320,7 +369,8 @@ mod tests {
             )
             .expect("keys");
             let issuer = kit.config.token_issuer();
-            let codec = TokenCodec::new(keys, issuer.clone(), issuer, Duration::from_secs(600)).expect("codec");
+            let codec = TokenCodec::new(keys, issuer.clone(), issuer, Duration::from_secs(600))
+                .expect("codec");
             codec
                 .seal(
                     &ReturnToPayload {
@@ -335,7 +385,13 @@ mod tests {
                 .token
         };
         let wrong_audience = {
-            let codec = TokenCodec::new(kit.keys(), kit.config.token_issuer(), "https://other.example.com", Duration::from_secs(600)).expect("codec");
+            let codec = TokenCodec::new(
+                kit.keys(),
+                kit.config.token_issuer(),
+                "https://other.example.com",
+                Duration::from_secs(600),
+            )
+            .expect("codec");
             codec
                 .seal(
                     &ReturnToPayload {
@@ -349,12 +405,27 @@ mod tests {
                 .expect("seal")
                 .token
         };
-        for bad in [tampered, truncated, other_key, wrong_audience, "x".to_owned(), String::new()] {
-            let response = handle(get(&link(&bad), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        for bad in [
+            tampered,
+            truncated,
+            other_key,
+            wrong_audience,
+            "x".to_owned(),
+            String::new(),
+        ] {
+            let response = handle(
+                get(&link(&bad), Some(&cookies("ory_kratos_session=s1"))),
+                &deps(&kit),
+            )
+            .await;
             assert_eq!(response.status(), 400);
             assert_secure_html(&response);
         }
-        let missing = handle(get("/login/return", Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let missing = handle(
+            get("/login/return", Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(missing.status(), 400);
         assert_eq!(kit.hydra.accept_count(), 0);
     }
@@ -364,7 +435,11 @@ mod tests {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
         kit.advance(Duration::from_secs(601));
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 410);
         assert_eq!(kit.hydra.accept_count(), 0);
     }
@@ -377,7 +452,8 @@ mod tests {
         )
         .expect("keys");
         let issuer = kit.config.token_issuer();
-        let old_codec = TokenCodec::new(old_keys, issuer.clone(), issuer, Duration::from_secs(600)).expect("codec");
+        let old_codec = TokenCodec::new(old_keys, issuer.clone(), issuer, Duration::from_secs(600))
+            .expect("codec");
         let t = old_codec
             .seal(
                 &ReturnToPayload {
@@ -390,7 +466,11 @@ mod tests {
             )
             .expect("seal")
             .token;
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
     }
 
@@ -398,12 +478,22 @@ mod tests {
     async fn no_kratos_session_restarts_the_flow_with_the_same_link() {
         let kit = Kit::new();
         let t = token(&kit, "c1");
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=unknown"))), &deps(&kit)).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=unknown"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         let target = Url::parse(&location(&response)).expect("url");
         assert_eq!(target.path(), "/self-service/login/browser");
-        let return_to = target.query_pairs().find(|(k, _)| k == "return_to").map(|(_, v)| v.into_owned());
-        assert_eq!(return_to.as_deref(), Some(format!("https://auth.example.com{}", link(&t)).as_str()));
+        let return_to = target
+            .query_pairs()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(
+            return_to.as_deref(),
+            Some(format!("https://auth.example.com{}", link(&t)).as_str())
+        );
         assert!(kit.replay.is_empty());
     }
 
@@ -412,13 +502,24 @@ mod tests {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Transient);
-        let failed = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let failed = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(failed.status(), 503);
         assert_secure_html(&failed);
-        assert!(body(&failed).contains("/login/return?t="), "retry link is the same link");
+        assert!(
+            body(&failed).contains("/login/return?t="),
+            "retry link is the same link"
+        );
         assert!(kit.replay.is_empty(), "claim released");
         kit.hydra.heal_accept("c1");
-        let retried = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let retried = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(retried.status(), 303);
     }
 
@@ -427,7 +528,11 @@ mod tests {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Rejected);
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 502);
         assert!(kit.replay.is_empty());
     }
@@ -437,11 +542,19 @@ mod tests {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
         kit.kratos.fail_whoami(true);
-        let failed = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let failed = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(failed.status(), 503);
         assert!(kit.replay.is_empty());
         kit.kratos.fail_whoami(false);
-        let retried = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let retried = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(retried.status(), 303);
     }
 
@@ -450,7 +563,11 @@ mod tests {
         let kit = kit_with_session();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Expired);
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         assert_eq!(location(&response), REQUEST_URL);
         assert!(kit.replay.is_empty());
@@ -472,10 +589,18 @@ mod tests {
             now,
         };
         kit.replay.claim(&dead).await.expect("claim");
-        let blocked = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let blocked = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(blocked.status(), 409);
         kit.advance(Duration::from_secs(31));
-        let freed = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps(&kit)).await;
+        let freed = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(freed.status(), 303);
     }
 
@@ -485,7 +610,10 @@ mod tests {
         #[async_trait::async_trait]
         impl ReplayStore for DownStore {
             async fn claim(&self, _: &Claim) -> Result<ClaimOutcome, UpstreamError> {
-                Err(upstream_error(UpstreamKind::Transient, crate::upstream::Upstream::ReplayStore))
+                Err(upstream_error(
+                    UpstreamKind::Transient,
+                    crate::upstream::Upstream::ReplayStore,
+                ))
             }
             async fn complete(&self, _: &Claim, _: &str) -> Result<(), UpstreamError> {
                 Ok(())
@@ -498,7 +626,11 @@ mod tests {
         let t = token(&kit, "c1");
         let mut deps = deps(&kit);
         deps.replay = Arc::new(DownStore);
-        let response = handle(get(&link(&t), Some(&cookies("ory_kratos_session=s1"))), &deps).await;
+        let response = handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps,
+        )
+        .await;
         assert_eq!(response.status(), 503);
         assert_eq!(kit.hydra.accept_count(), 0);
     }

@@ -41,21 +41,35 @@ async fn run(request: &Request, deps: &LogoutDeps) -> Result<Response<Body>, Fai
     let flow = flow_id(&challenge);
     let failure = |e: UpstreamError| logout_failure(&flow, e, request);
 
-    let logout = deps.hydra.logout_request(&challenge).await.map_err(failure)?;
+    let logout = deps
+        .hydra
+        .logout_request(&challenge)
+        .await
+        .map_err(failure)?;
 
-    let cookies = kratos_cookie_header(&request::cookie_header(request), &deps.config.kratos_session_cookie);
+    let cookies = kratos_cookie_header(
+        &request::cookie_header(request),
+        &deps.config.kratos_session_cookie,
+    );
     if let Some(session) = deps.kratos.whoami(&cookies).await.map_err(failure)? {
         // Only the session of the user being logged out: a browser shared by two people keeps
         // the other person's session.
         if logout.subject.is_empty() || session.identity.id == logout.subject {
-            deps.kratos.revoke_session(&session.id).await.map_err(failure)?;
+            deps.kratos
+                .revoke_session(&session.id)
+                .await
+                .map_err(failure)?;
             tracing::info!(flow = %flow, event = "kratos_session_revoked", "Kratos session ended");
         } else {
             tracing::warn!(flow = %flow, event = "kratos_session_other_subject", "browser's Kratos session belongs to someone else; kept");
         }
     }
 
-    let answer = deps.hydra.accept_logout(&challenge).await.map_err(failure)?;
+    let answer = deps
+        .hydra
+        .accept_logout(&challenge)
+        .await
+        .map_err(failure)?;
     tracing::info!(flow = %flow, event = "logout_accepted", rp_initiated = logout.rp_initiated, "logout accepted");
     Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]))
 }
@@ -102,8 +116,15 @@ mod tests {
     async fn ends_both_sessions() {
         let kit = Kit::new();
         kit.hydra.add_logout("l1", logout("ident-1"));
-        kit.kratos.add_session("ory_kratos_session=s1", session("sess-1", "ident-1", &["oidc"]));
-        let response = handle(get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")), &deps(&kit)).await;
+        kit.kratos.add_session(
+            "ory_kratos_session=s1",
+            session("sess-1", "ident-1", &["oidc"]),
+        );
+        let response = handle(
+            get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         assert_eq!(location(&response), HYDRA_NEXT);
         assert_eq!(kit.kratos.revoked(), vec!["sess-1"]);
@@ -114,8 +135,15 @@ mod tests {
     async fn other_subjects_session_is_kept() {
         let kit = Kit::new();
         kit.hydra.add_logout("l1", logout("ident-9"));
-        kit.kratos.add_session("ory_kratos_session=s1", session("sess-1", "ident-1", &["oidc"]));
-        let response = handle(get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")), &deps(&kit)).await;
+        kit.kratos.add_session(
+            "ory_kratos_session=s1",
+            session("sess-1", "ident-1", &["oidc"]),
+        );
+        let response = handle(
+            get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         assert!(kit.kratos.revoked().is_empty());
     }
@@ -124,20 +152,39 @@ mod tests {
     async fn kratos_down_accepts_nothing_and_can_be_retried() {
         let kit = Kit::new();
         kit.hydra.add_logout("l1", logout("ident-1"));
-        kit.kratos.add_session("ory_kratos_session=s1", session("sess-1", "ident-1", &["oidc"]));
+        kit.kratos.add_session(
+            "ory_kratos_session=s1",
+            session("sess-1", "ident-1", &["oidc"]),
+        );
         kit.kratos.fail_revoke(true);
-        let failed = handle(get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")), &deps(&kit)).await;
+        let failed = handle(
+            get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(failed.status(), 503);
         assert!(kit.hydra.accepted_logouts().is_empty());
         kit.kratos.fail_revoke(false);
-        let retried = handle(get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")), &deps(&kit)).await;
+        let retried = handle(
+            get("/logout?logout_challenge=l1", Some("ory_kratos_session=s1")),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(retried.status(), 303);
     }
 
     #[tokio::test]
     async fn bad_and_unknown_challenges() {
         let kit = Kit::new();
-        assert_eq!(handle(get("/logout", None), &deps(&kit)).await.status(), 400);
-        assert_eq!(handle(get("/logout?logout_challenge=zz", None), &deps(&kit)).await.status(), 400);
+        assert_eq!(
+            handle(get("/logout", None), &deps(&kit)).await.status(),
+            400
+        );
+        assert_eq!(
+            handle(get("/logout?logout_challenge=zz", None), &deps(&kit))
+                .await
+                .status(),
+            400
+        );
     }
 }

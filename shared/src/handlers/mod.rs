@@ -36,7 +36,10 @@ pub(crate) fn epoch_seconds(now: SystemTime) -> u64 {
 }
 
 /// Turns a handler's outcome into the response, in the one place where failures are rendered.
-pub(crate) fn respond(request: &Request, outcome: Result<Response<Body>, Failure>) -> Response<Body> {
+pub(crate) fn respond(
+    request: &Request,
+    outcome: Result<Response<Body>, Failure>,
+) -> Response<Body> {
     outcome.unwrap_or_else(|failure| failure.into_response(crate::request::wants_json(request)))
 }
 
@@ -54,7 +57,10 @@ pub(crate) fn require_method(request: &Request, allowed: &[http::Method]) -> Res
 /// answers with a foreign URL.
 pub(crate) fn hydra_redirect(config: &Config, answer: &RedirectTo) -> Result<Url, Failure> {
     on_hydra_origin(config, &answer.redirect_to).ok_or_else(|| {
-        tracing::error!(event = "foreign_redirect_refused", "Hydra answered with a redirect outside its public origin");
+        tracing::error!(
+            event = "foreign_redirect_refused",
+            "Hydra answered with a redirect outside its public origin"
+        );
         Failure::BadGateway
     })
 }
@@ -108,14 +114,22 @@ pub(crate) fn csrf_cookie_name(config: &Config) -> &'static str {
 /// A `Set-Cookie` value for one of our cookies: HttpOnly, SameSite=Lax, host-only, path `/`,
 /// Secure unless the explicit local-development flag is set.
 pub(crate) fn set_cookie(config: &Config, name: &str, value: &str, max_age_seconds: u64) -> String {
-    let secure = if config.dev_insecure_cookies { "" } else { "; Secure" };
+    let secure = if config.dev_insecure_cookies {
+        ""
+    } else {
+        "; Secure"
+    };
     format!("{name}={value}; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax{secure}")
 }
 
 /// A random cookie value we set earlier, reused when well-formed so that two sign-ins in two
 /// tabs of the same browser do not invalidate each other.
 pub(crate) fn reusable_cookie_value(value: Option<String>) -> Option<String> {
-    value.filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    value.filter(|v| {
+        v.len() == 43
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    })
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ pub fn upstream_error(kind: UpstreamKind, upstream: Upstream) -> UpstreamError {
             upstream,
             detail: "test".to_owned(),
         },
-        UpstreamKind::Rejected => UpstreamError::Rejected { upstream, status: 400 },
+        UpstreamKind::Rejected => UpstreamError::Rejected {
+            upstream,
+            status: 400,
+        },
     }
 }
 
@@ -61,7 +64,9 @@ pub struct FakeHydra(Arc<Mutex<HydraState>>);
 
 impl FakeHydra {
     fn state(&self) -> std::sync::MutexGuard<'_, HydraState> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
     pub fn add_login(&self, challenge: &str, login: LoginRequest) {
         self.state().logins.insert(challenge.to_owned(), login);
@@ -76,7 +81,9 @@ impl FakeHydra {
         self.state().failures.insert(challenge.to_owned(), kind);
     }
     pub fn fail_accept(&self, challenge: &str, kind: UpstreamKind) {
-        self.state().accept_failures.insert(challenge.to_owned(), kind);
+        self.state()
+            .accept_failures
+            .insert(challenge.to_owned(), kind);
     }
     pub fn heal_accept(&self, challenge: &str) {
         self.state().accept_failures.remove(challenge);
@@ -100,7 +107,11 @@ impl FakeHydra {
         self.state().calls.clone()
     }
     pub fn accept_count(&self) -> usize {
-        self.state().calls.iter().filter(|c| c.starts_with("accept_login")).count()
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("accept_login"))
+            .count()
     }
     fn check(&self, call: &str, challenge: &str) -> Result<(), UpstreamError> {
         let mut state = self.state();
@@ -116,7 +127,10 @@ impl FakeHydra {
             return Err(upstream_error(*kind, Upstream::Hydra));
         }
         Ok(RedirectTo {
-            redirect_to: state.redirect.clone().unwrap_or_else(|| HYDRA_NEXT.to_owned()),
+            redirect_to: state
+                .redirect
+                .clone()
+                .unwrap_or_else(|| HYDRA_NEXT.to_owned()),
         })
     }
 }
@@ -129,12 +143,20 @@ impl HydraAdmin for FakeHydra {
             .logins
             .get(challenge)
             .cloned()
-            .ok_or(UpstreamError::NotFound { upstream: Upstream::Hydra })
+            .ok_or(UpstreamError::NotFound {
+                upstream: Upstream::Hydra,
+            })
     }
-    async fn accept_login(&self, challenge: &str, body: &AcceptLogin) -> Result<RedirectTo, UpstreamError> {
+    async fn accept_login(
+        &self,
+        challenge: &str,
+        body: &AcceptLogin,
+    ) -> Result<RedirectTo, UpstreamError> {
         self.check("accept_login", challenge)?;
         let next = self.next(challenge)?;
-        self.state().accepted_logins.insert(challenge.to_owned(), body.clone());
+        self.state()
+            .accepted_logins
+            .insert(challenge.to_owned(), body.clone());
         Ok(next)
     }
     async fn consent_request(&self, challenge: &str) -> Result<ConsentRequest, UpstreamError> {
@@ -143,18 +165,32 @@ impl HydraAdmin for FakeHydra {
             .consents
             .get(challenge)
             .cloned()
-            .ok_or(UpstreamError::NotFound { upstream: Upstream::Hydra })
+            .ok_or(UpstreamError::NotFound {
+                upstream: Upstream::Hydra,
+            })
     }
-    async fn accept_consent(&self, challenge: &str, body: &AcceptConsent) -> Result<RedirectTo, UpstreamError> {
+    async fn accept_consent(
+        &self,
+        challenge: &str,
+        body: &AcceptConsent,
+    ) -> Result<RedirectTo, UpstreamError> {
         self.check("accept_consent", challenge)?;
         let next = self.next(challenge)?;
-        self.state().accepted_consents.insert(challenge.to_owned(), body.clone());
+        self.state()
+            .accepted_consents
+            .insert(challenge.to_owned(), body.clone());
         Ok(next)
     }
-    async fn reject_consent(&self, challenge: &str, body: &RejectRequest) -> Result<RedirectTo, UpstreamError> {
+    async fn reject_consent(
+        &self,
+        challenge: &str,
+        body: &RejectRequest,
+    ) -> Result<RedirectTo, UpstreamError> {
         self.check("reject_consent", challenge)?;
         let next = self.next(challenge)?;
-        self.state().rejected_consents.insert(challenge.to_owned(), body.clone());
+        self.state()
+            .rejected_consents
+            .insert(challenge.to_owned(), body.clone());
         Ok(next)
     }
     async fn logout_request(&self, challenge: &str) -> Result<LogoutRequest, UpstreamError> {
@@ -163,7 +199,9 @@ impl HydraAdmin for FakeHydra {
             .logouts
             .get(challenge)
             .cloned()
-            .ok_or(UpstreamError::NotFound { upstream: Upstream::Hydra })
+            .ok_or(UpstreamError::NotFound {
+                upstream: Upstream::Hydra,
+            })
     }
     async fn accept_logout(&self, challenge: &str) -> Result<RedirectTo, UpstreamError> {
         self.check("accept_logout", challenge)?;
@@ -190,7 +228,9 @@ pub struct FakeKratos(Arc<Mutex<KratosState>>);
 
 impl FakeKratos {
     fn state(&self) -> std::sync::MutexGuard<'_, KratosState> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
     pub fn add_session(&self, cookie: &str, session: KratosSession) {
         self.state().sessions.insert(cookie.to_owned(), session);
@@ -251,13 +291,16 @@ pub struct Kit {
 impl Kit {
     pub fn new() -> Self {
         let env = crate::config::tests::base_env();
-        let config = Config::from_lookup(|k| env.get(k).cloned(), Needs { replay_table: true }).expect("config");
+        let config = Config::from_lookup(|k| env.get(k).cloned(), Needs { replay_table: true })
+            .expect("config");
         Self {
             config,
             hydra: Arc::new(FakeHydra::default()),
             kratos: Arc::new(FakeKratos::default()),
             replay: Arc::new(MemoryReplayStore::default()),
-            now: Arc::new(Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600))),
+            now: Arc::new(Mutex::new(
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+            )),
         }
     }
     pub fn keys(&self) -> KeySet {
@@ -268,15 +311,24 @@ impl Kit {
         TokenCodec::new(self.keys(), issuer.clone(), issuer, self.config.token_ttl).expect("codec")
     }
     pub fn now(&self) -> SystemTime {
-        *self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut now = self
+            .now
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += by;
     }
     pub fn clock(&self) -> super::Clock {
         let now = self.now.clone();
-        Arc::new(move || *now.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::new(move || {
+            *now.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
     }
 }
 
