@@ -133,4 +133,6 @@ pub(crate) fn reusable_cookie_value(value: Option<String>) -> Option<String> {
 }
 
 #[cfg(test)]
+mod events;
+#[cfg(test)]
 pub(crate) mod testkit;

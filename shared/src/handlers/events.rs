@@ -1,0 +1,669 @@
+//! The API Gateway HTTP API (v2) fixtures in `events/`, one per route and case, each loaded
+//! through `lambda_http`'s own event parser and its handler. The fixtures are also what
+//! `cargo lambda invoke --data-file events/<name>.json` sends to a locally running function.
+//!
+//! Every fixture has a case here and every case a fixture. Missing fixtures are written on the
+//! first run; `BRIDGE_REGENERATE_EVENTS=1 cargo test -p bridge-shared events` rewrites them all.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lambda_http::{Body, Request, Response};
+use serde_json::{json, Value};
+
+use super::testkit::*;
+use crate::hydra::{ConsentRequest, LogoutRequest, OAuth2Client};
+use crate::replay::{sha256_hex, Claim, ReplayStore};
+use crate::token::{browser_binding_hash, ReturnToPayload};
+
+const BINDING: &str = "fixturebindingfixturebindingfixturebinding1";
+const CSRF_COOKIE: &str = "fixturecsrffixturecsrffixturecsrffixturecsr";
+const REQUEST_URL: &str = "https://oauth.example.com/oauth2/auth?client_id=app&response_type=code&scope=openid+email&state=fixture-state";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    Login,
+    Return,
+    Consent,
+    Logout,
+    Error,
+}
+
+struct Case {
+    name: &'static str,
+    route: Route,
+    method: &'static str,
+    query: String,
+    cookies: Vec<String>,
+    headers: Vec<(&'static str, String)>,
+    body: Option<String>,
+    setup: fn(&Kit, &Request),
+    status: u16,
+    location_prefix: Option<&'static str>,
+}
+
+impl Case {
+    fn get(name: &'static str, route: Route, query: impl Into<String>, status: u16) -> Self {
+        Self {
+            name,
+            route,
+            method: "GET",
+            query: query.into(),
+            cookies: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            setup: |_, _| {},
+            status,
+            location_prefix: None,
+        }
+    }
+    fn cookie(mut self, cookie: impl Into<String>) -> Self {
+        self.cookies.push(cookie.into());
+        self
+    }
+    fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    fn setup(mut self, setup: fn(&Kit, &Request)) -> Self {
+        self.setup = setup;
+        self
+    }
+    fn redirects_to(mut self, prefix: &'static str) -> Self {
+        self.location_prefix = Some(prefix);
+        self
+    }
+    fn post(mut self, body: String) -> Self {
+        self.method = "POST";
+        self.body = Some(body);
+        self.headers.push((
+            "content-type",
+            "application/x-www-form-urlencoded".to_owned(),
+        ));
+        self
+    }
+}
+
+fn path(route: Route) -> &'static str {
+    match route {
+        Route::Login => "/login",
+        Route::Return => "/login/return",
+        Route::Consent => "/consent",
+        Route::Logout => "/logout",
+        Route::Error => "/error",
+    }
+}
+
+fn seal(kit: &Kit, challenge: &str) -> String {
+    let payload = ReturnToPayload {
+        login_challenge: challenge.to_owned(),
+        request_url: Some(REQUEST_URL.to_owned()),
+        client_id: Some("app".to_owned()),
+        browser_binding: browser_binding_hash(BINDING),
+    };
+    kit.codec().seal(&payload, kit.now()).expect("seal").token
+}
+
+fn return_query(token: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("t", token)
+        .finish()
+}
+
+fn consent_request(client_id: &str, skip: bool, skip_consent: Option<bool>) -> ConsentRequest {
+    ConsentRequest {
+        client: OAuth2Client {
+            client_id: client_id.to_owned(),
+            client_name: Some("Example App".to_owned()),
+            skip_consent,
+            ..OAuth2Client::default()
+        },
+        context: Some(
+            json!({"identity_id": "ident-1", "claims_by_scope": {"email": {"email": "ann@example.com", "email_verified": true}}}),
+        ),
+        requested_scope: vec!["openid".to_owned(), "email".to_owned()],
+        requested_access_token_audience: Vec::new(),
+        skip,
+        subject: "ident-1".to_owned(),
+    }
+}
+
+fn add_sessions(kit: &Kit) {
+    kit.kratos.add_session(
+        "ory_kratos_session=s1",
+        session("sess-1", "ident-1", &["oidc"]),
+    );
+    kit.kratos.add_session(
+        "ory_kratos_session=s2",
+        session("sess-2", "ident-2", &["code"]),
+    );
+}
+
+fn token_in(request: &Request) -> String {
+    crate::request::query(request)
+        .ok()
+        .and_then(|q| q.single("t", 9000).ok().flatten().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Marks the request's token as already used by `session_id`, leading to `redirect_to`.
+fn pre_complete(kit: &Kit, request: &Request, session_id: &str, redirect_to: &str) {
+    let opened = kit
+        .codec()
+        .open(&token_in(request), kit.now())
+        .expect("fixture token opens");
+    let now = super::epoch_seconds(kit.now());
+    let claim = Claim {
+        key: sha256_hex(&opened.jti),
+        session_hash: sha256_hex(session_id),
+        attempt: "earlier".to_owned(),
+        token_expires_at: opened.expires_at,
+        in_progress_until: now + 30,
+        now,
+    };
+    let replay = kit.replay.clone();
+    let redirect_to = redirect_to.to_owned();
+    futures_block_on(async move {
+        replay.claim(&claim).await.expect("claim");
+        replay
+            .complete(&claim, &redirect_to)
+            .await
+            .expect("complete");
+    });
+}
+
+/// Runs a small future to completion from a synchronous setup function.
+fn futures_block_on(future: impl std::future::Future<Output = ()> + Send + 'static) {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    })
+    .join()
+    .expect("setup thread");
+}
+
+/// Changes one character in the middle of the token (the encrypted payload).
+fn tamper(token: &str) -> String {
+    let middle = token.len() / 2;
+    let replacement = if &token[middle..=middle] == "A" {
+        "B"
+    } else {
+        "A"
+    };
+    format!("{}{replacement}{}", &token[..middle], &token[middle + 1..])
+}
+
+fn cases(kit: &Kit) -> Vec<Case> {
+    let binding = format!("__Host-bridge_binding={BINDING}");
+    let csrf = format!("__Host-bridge_csrf={CSRF_COOKIE}");
+    let csrf_token = kit.keys().csrf_key().token_for(&format!(
+        "consent:{}:{CSRF_COOKIE}",
+        sha256_hex("consent-3")
+    ));
+    let form = |action: &str, token: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("consent_challenge", "consent-3")
+            .append_pair("csrf_token", token)
+            .append_pair("grant_scope", "openid")
+            .append_pair("grant_scope", "email")
+            .append_pair("action", action)
+            .finish()
+    };
+    let valid = seal(kit, "login-ok");
+    vec![
+        // Login entry.
+        Case::get("login-missing-challenge", Route::Login, "", 400),
+        Case::get(
+            "login-malformed-challenge",
+            Route::Login,
+            "login_challenge=%3Cscript%3E",
+            400,
+        ),
+        Case::get(
+            "login-oversized-challenge",
+            Route::Login,
+            format!("login_challenge={}", "a".repeat(9000)),
+            400,
+        ),
+        Case::get(
+            "login-unknown-challenge",
+            Route::Login,
+            "login_challenge=unknown",
+            400,
+        ),
+        Case::get(
+            "login-expired-challenge",
+            Route::Login,
+            "login_challenge=expired",
+            410,
+        )
+        .setup(|kit, _| kit.hydra.fail_challenge("expired", UpstreamKind::Expired)),
+        Case::get(
+            "login-hydra-unavailable",
+            Route::Login,
+            "login_challenge=down",
+            503,
+        )
+        .setup(|kit, _| kit.hydra.fail_challenge("down", UpstreamKind::Transient)),
+        Case::get(
+            "login-skip",
+            Route::Login,
+            "login_challenge=login-skip",
+            303,
+        )
+        .setup(|kit, _| {
+            kit.hydra
+                .add_login("login-skip", login_request(true, "ident-1", REQUEST_URL))
+        })
+        .redirects_to(HYDRA_NEXT),
+        Case::get(
+            "login-sso-existing-session",
+            Route::Login,
+            "login_challenge=login-sso",
+            303,
+        )
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| {
+            add_sessions(kit);
+            kit.hydra
+                .add_login("login-sso", login_request(false, "", REQUEST_URL));
+        })
+        .redirects_to(HYDRA_NEXT),
+        Case::get(
+            "login-prompt-login",
+            Route::Login,
+            "login_challenge=login-prompt",
+            303,
+        )
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| {
+            add_sessions(kit);
+            kit.hydra.add_login(
+                "login-prompt",
+                login_request(false, "", &format!("{REQUEST_URL}&prompt=login")),
+            );
+        })
+        .redirects_to("https://id.example.com/self-service/login/browser?refresh=true&return_to="),
+        Case::get(
+            "login-new-browser",
+            Route::Login,
+            "login_challenge=login-new",
+            303,
+        )
+        .setup(|kit, _| {
+            kit.hydra
+                .add_login("login-new", login_request(false, "", REQUEST_URL))
+        })
+        .redirects_to("https://id.example.com/self-service/login/browser?return_to="),
+        Case {
+            method: "POST",
+            ..Case::get("login-wrong-method", Route::Login, "login_challenge=x", 405)
+        },
+        // Return.
+        Case::get("return-valid", Route::Return, return_query(&valid), 303)
+            .cookie(binding.clone())
+            .cookie("ory_kratos_session=s1")
+            .setup(|kit, _| add_sessions(kit))
+            .redirects_to(HYDRA_NEXT),
+        Case::get("return-missing-token", Route::Return, "", 400),
+        Case::get(
+            "return-tampered-token",
+            Route::Return,
+            return_query(&tamper(&valid)),
+            400,
+        )
+        .cookie(binding.clone())
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| add_sessions(kit)),
+        Case::get(
+            "return-expired-token",
+            Route::Return,
+            return_query(&seal(kit, "login-late")),
+            410,
+        )
+        .cookie(binding.clone())
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| {
+            add_sessions(kit);
+            kit.advance(Duration::from_secs(601));
+        }),
+        Case::get(
+            "return-without-binding-cookie",
+            Route::Return,
+            return_query(&seal(kit, "login-ok")),
+            403,
+        )
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| add_sessions(kit)),
+        Case::get(
+            "return-without-kratos-session",
+            Route::Return,
+            return_query(&seal(kit, "login-ok")),
+            303,
+        )
+        .cookie(binding.clone())
+        .redirects_to("https://id.example.com/self-service/login/browser?return_to="),
+        Case::get(
+            "return-replay-other-session",
+            Route::Return,
+            return_query(&seal(kit, "login-ok")),
+            403,
+        )
+        .cookie(binding.clone())
+        .cookie("ory_kratos_session=s2")
+        .setup(|kit, request| {
+            add_sessions(kit);
+            pre_complete(kit, request, "sess-1", HYDRA_NEXT);
+        }),
+        Case::get(
+            "return-same-session-repeat",
+            Route::Return,
+            return_query(&seal(kit, "login-ok")),
+            303,
+        )
+        .cookie(binding.clone())
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, request| {
+            add_sessions(kit);
+            pre_complete(
+                kit,
+                request,
+                "sess-1",
+                "https://oauth.example.com/oauth2/auth?login_verifier=first",
+            );
+        })
+        .redirects_to("https://oauth.example.com/oauth2/auth?login_verifier=first"),
+        Case::get(
+            "return-hydra-unavailable",
+            Route::Return,
+            return_query(&seal(kit, "login-ok")),
+            503,
+        )
+        .cookie(binding.clone())
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| {
+            add_sessions(kit);
+            kit.hydra.fail_accept("login-ok", UpstreamKind::Transient);
+        }),
+        Case::get(
+            "return-expired-challenge",
+            Route::Return,
+            return_query(&seal(kit, "login-ok")),
+            303,
+        )
+        .cookie(binding.clone())
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| {
+            add_sessions(kit);
+            kit.hydra.fail_accept("login-ok", UpstreamKind::Expired);
+        })
+        .redirects_to(REQUEST_URL),
+        // Consent.
+        Case::get(
+            "consent-skip",
+            Route::Consent,
+            "consent_challenge=consent-1",
+            303,
+        )
+        .setup(|kit, _| {
+            kit.hydra
+                .add_consent("consent-1", consent_request("third", true, None))
+        })
+        .redirects_to(HYDRA_NEXT),
+        Case::get(
+            "consent-first-party",
+            Route::Consent,
+            "consent_challenge=consent-2",
+            303,
+        )
+        .setup(|kit, _| {
+            kit.hydra
+                .add_consent("consent-2", consent_request("first", false, Some(true)))
+        })
+        .redirects_to(HYDRA_NEXT),
+        Case::get(
+            "consent-screen",
+            Route::Consent,
+            "consent_challenge=consent-3",
+            200,
+        )
+        .setup(|kit, _| {
+            kit.hydra
+                .add_consent("consent-3", consent_request("third", false, None))
+        }),
+        Case::get("consent-allow", Route::Consent, "", 303)
+            .post(form("allow", &csrf_token))
+            .cookie(csrf.clone())
+            .header("origin", "https://auth.example.com")
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_consent("consent-3", consent_request("third", false, None))
+            })
+            .redirects_to(HYDRA_NEXT),
+        Case::get("consent-deny", Route::Consent, "", 303)
+            .post(form("deny", &csrf_token))
+            .cookie(csrf.clone())
+            .header("origin", "https://auth.example.com")
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_consent("consent-3", consent_request("third", false, None))
+            })
+            .redirects_to(HYDRA_NEXT),
+        Case::get("consent-csrf-missing", Route::Consent, "", 403)
+            .post(form("allow", ""))
+            .cookie(csrf.clone())
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_consent("consent-3", consent_request("third", false, None))
+            }),
+        Case::get("consent-foreign-origin", Route::Consent, "", 403)
+            .post(form("allow", &csrf_token))
+            .cookie(csrf)
+            .header("origin", "https://evil.example.net")
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_consent("consent-3", consent_request("third", false, None))
+            }),
+        // Logout.
+        Case::get(
+            "logout-valid",
+            Route::Logout,
+            "logout_challenge=logout-1",
+            303,
+        )
+        .cookie("ory_kratos_session=s1")
+        .setup(|kit, _| {
+            add_sessions(kit);
+            kit.hydra.add_logout(
+                "logout-1",
+                LogoutRequest {
+                    subject: "ident-1".to_owned(),
+                    sid: "sid".to_owned(),
+                    rp_initiated: true,
+                },
+            );
+        })
+        .redirects_to(HYDRA_NEXT),
+        Case::get("logout-missing-challenge", Route::Logout, "", 400),
+        // Errors.
+        Case::get(
+            "error-hydra",
+            Route::Error,
+            "error=invalid_request&error_description=The+request+is+missing+a+parameter",
+            200,
+        ),
+        Case::get(
+            "error-kratos",
+            Route::Error,
+            "id=9f425a8d-7efc-4768-8f23-7647a74fdf13",
+            200,
+        )
+        .setup(|kit, _| {
+            kit.kratos.add_error(
+                "9f425a8d-7efc-4768-8f23-7647a74fdf13",
+                json!({"error": {"message": "The flow expired"}}),
+            )
+        }),
+    ]
+}
+
+fn event(case: &Case) -> Value {
+    let path = path(case.route);
+    let mut headers = serde_json::Map::new();
+    headers.insert("host".to_owned(), json!("auth.example.com"));
+    headers.insert("accept".to_owned(), json!("text/html"));
+    headers.insert("x-forwarded-proto".to_owned(), json!("https"));
+    for (name, value) in &case.headers {
+        headers.insert((*name).to_owned(), json!(value));
+    }
+    let mut event = json!({
+        "version": "2.0",
+        "routeKey": format!("{} {path}", case.method),
+        "rawPath": path,
+        "rawQueryString": case.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "bridgeapi",
+            "domainName": "auth.example.com",
+            "domainPrefix": "auth",
+            "http": {"method": case.method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.10", "userAgent": "Mozilla/5.0"},
+            "requestId": format!("fixture-{}", case.name),
+            "routeKey": format!("{} {path}", case.method),
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1_767_225_600_000u64
+        },
+        "isBase64Encoded": false
+    });
+    if !case.cookies.is_empty() {
+        event["cookies"] = json!(case.cookies);
+    }
+    if let Some(body) = &case.body {
+        event["body"] = json!(body);
+    }
+    event
+}
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+async fn run(kit: &Kit, route: Route, request: Request) -> Response<Body> {
+    match route {
+        Route::Login => {
+            let deps = super::login::LoginDeps {
+                config: kit.config.clone(),
+                hydra: kit.hydra.clone(),
+                kratos: kit.kratos.clone(),
+                tokens: kit.codec(),
+                clock: kit.clock(),
+            };
+            super::login::handle(request, &deps).await
+        }
+        Route::Return => {
+            let deps = super::login_return::ReturnDeps {
+                config: kit.config.clone(),
+                hydra: kit.hydra.clone(),
+                kratos: kit.kratos.clone(),
+                tokens: kit.codec(),
+                replay: kit.replay.clone(),
+                clock: kit.clock(),
+            };
+            super::login_return::handle(request, &deps).await
+        }
+        Route::Consent => {
+            let deps = super::consent::ConsentDeps {
+                config: kit.config.clone(),
+                hydra: kit.hydra.clone(),
+                keys: kit.keys(),
+            };
+            super::consent::handle(request, &deps).await
+        }
+        Route::Logout => {
+            let deps = super::logout::LogoutDeps {
+                config: kit.config.clone(),
+                hydra: kit.hydra.clone(),
+                kratos: kit.kratos.clone(),
+            };
+            super::logout::handle(request, &deps).await
+        }
+        Route::Error => {
+            super::error_page::handle(
+                request,
+                &super::error_page::ErrorDeps {
+                    kratos: kit.kratos.clone(),
+                },
+            )
+            .await
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_event_fixture_goes_through_its_handler() {
+    let regenerate = std::env::var("BRIDGE_REGENERATE_EVENTS").is_ok_and(|v| v == "1");
+    let dir = events_dir();
+    std::fs::create_dir_all(&dir).expect("events dir");
+    let names: Vec<&str> = cases(&Kit::new()).iter().map(|c| c.name).collect();
+    for name in &names {
+        let file = dir.join(format!("{name}.json"));
+        if regenerate || !file.exists() {
+            // Each fixture is generated with a fresh kit: the fixed test clock keeps its token valid.
+            let kit = Kit::new();
+            let case = cases(&kit)
+                .into_iter()
+                .find(|c| c.name == *name)
+                .expect("case");
+            let text = serde_json::to_string_pretty(&event(&case)).expect("json");
+            std::fs::write(&file, format!("{text}\n")).expect("write fixture");
+        }
+    }
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("read events")
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_owned)
+        })
+        .collect();
+    on_disk.sort();
+    for name in &on_disk {
+        assert!(
+            names.contains(&name.as_str()),
+            "events/{name}.json has no case in handlers/events.rs"
+        );
+    }
+
+    for name in names {
+        let kit = Kit::new();
+        let case = cases(&kit)
+            .into_iter()
+            .find(|c| c.name == name)
+            .expect("case");
+        let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("fixture");
+        let request = lambda_http::request::from_str(&text)
+            .unwrap_or_else(|e| panic!("{name}: not an API Gateway v2 event: {e}"));
+        (case.setup)(&kit, &request);
+        let response = run(&kit, case.route, request).await;
+        assert_eq!(response.status().as_u16(), case.status, "{name}");
+        if let Some(prefix) = case.location_prefix {
+            let location = location(&response);
+            assert!(
+                location.starts_with(prefix),
+                "{name}: Location {location} does not start with {prefix}"
+            );
+        }
+        if response
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
+        {
+            crate::response::tests::assert_secure_html(&response);
+        }
+    }
+}
