@@ -7,8 +7,7 @@
 #   scripts/lib/infra-check.sh --refreeze    rebuild infra/lint-constraints.txt from the pins below
 #
 # What it runs, in order, always all three, then a summary:
-#   1. cfn-lint infra/template.yaml                        (any error, warning or informational
-#                                                            finding fails)
+#   1. cfn-lint infra/template.yaml                        (any error or warning fails)
 #   2. the SAM transform (aws-sam-translator, what CloudFormation runs at deploy) and cfn-lint of
 #      its output, which catches what only shows after the transform (circular dependencies,
 #      references to generated resources)
@@ -265,7 +264,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   case "${1:-}" in
     "") infra_check; exit $? ;;
     --refreeze) infra_check_refreeze; exit $? ;;
-    -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--refreeze]" >&2; exit 2 ;;
   esac
 fi
