@@ -6,6 +6,7 @@
 #   install_debs           # chromium, chromium-driver, zip, build tools (apt-get, root only)
 #   install_python_tools   # venv with cargo-lambda, moto[server], oidc-provider-mock (pinned)
 #   install_ory            # Kratos and Hydra, built from the Go module proxy, cached
+#   install_go             # (used by install_ory) a Go >= 1.21, fetched from the module proxy if missing
 #   install_rust_targets   # rustup target add aarch64-unknown-linux-gnu
 #
 # Every function is idempotent and quiet when there is nothing to do. After sourcing, these are set:
@@ -61,6 +62,11 @@ KRATOS_V26_COMMIT=9d7085948039ffb8960160d4979f71527b5cf4d5
 HYDRA_V26_COMMIT=0b84568fffccf151dc5e6c7955fdfb738555bf4b
 ORYX_V26_COMMIT=f7c341537bd5
 
+# Go, only to build Kratos/Hydra. A `go` >= 1.21 on PATH is used as is (it switches toolchains
+# itself when a go.mod asks for a newer one). Otherwise this Go distribution is fetched from the
+# module proxy (module golang.org/toolchain) into $BRIDGE_CACHE/go/.
+: "${GO_FALLBACK_VERSION:=1.24.4}"
+
 # Python tools (versions checked against PyPI with `pip index versions`).
 : "${CARGO_LAMBDA_VERSION:=1.9.2}"
 : "${MOTO_VERSION:=5.2.5}"
@@ -89,7 +95,7 @@ install_path() {
 }
 
 # --- Debian packages -------------------------------------------------------------------------
-INSTALL_DEBS="chromium chromium-driver zip unzip curl ca-certificates gcc libc6-dev python3-venv python3-pip jq"
+INSTALL_DEBS="chromium chromium-driver zip unzip curl ca-certificates gcc libc6-dev python3-venv python3-pip jq iproute2 procps"
 
 install_debs() {
     local missing p SUDO
@@ -131,6 +137,40 @@ install_rust_targets() {
     rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-linux-gnu && return 0
     _inst_log "rustup target add aarch64-unknown-linux-gnu"
     rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 || _inst_die "rustup target add failed"
+}
+
+# --- Go ----------------------------------------------------------------------------------------
+# install_go: makes sure `go` >= 1.21 is on PATH (see GO_FALLBACK_VERSION above).
+install_go() {
+    local v dir arch proxy zip tmp
+    if command -v go >/dev/null 2>&1; then
+        v=$(go env GOVERSION 2>/dev/null | sed -n 's/^go1\.\([0-9]*\).*/\1/p')
+        [ -n "$v" ] && [ "$v" -ge 21 ] && return 0
+    fi
+    dir="$BRIDGE_CACHE/go/go$GO_FALLBACK_VERSION"
+    if [ ! -x "$dir/bin/go" ]; then
+        case $(uname -m) in
+            x86_64 | amd64) arch=amd64 ;;
+            aarch64 | arm64) arch=arm64 ;;
+            *) _inst_die "no Go fallback for $(uname -m)"; return 1 ;;
+        esac
+        proxy=${GOPROXY:-https://proxy.golang.org}
+        proxy=${proxy%%,*}
+        case $proxy in direct | off | "") proxy=https://proxy.golang.org ;; esac
+        zip="v0.0.1-go$GO_FALLBACK_VERSION.linux-$arch"
+        _inst_log "fetching Go $GO_FALLBACK_VERSION from $proxy (golang.org/toolchain@$zip)"
+        tmp="$BRIDGE_CACHE/go/tmp.$$"
+        rm -rf "$tmp" && mkdir -p "$tmp" || return 1
+        curl -fsSL -o "$tmp/go.zip" "$proxy/golang.org/toolchain/@v/$zip.zip" ||
+            { rm -rf "$tmp"; _inst_die "download of golang.org/toolchain@$zip failed"; return 1; }
+        (cd "$tmp" && unzip -q go.zip) || { rm -rf "$tmp"; _inst_die "unzip of the Go toolchain failed"; return 1; }
+        # Module zips drop file modes: restore the executables.
+        chmod -R u+w "$tmp" && chmod +x "$tmp/golang.org/toolchain@$zip/bin/"* "$tmp/golang.org/toolchain@$zip/pkg/tool/"*/*
+        rm -rf "$dir" && mv "$tmp/golang.org/toolchain@$zip" "$dir" && rm -rf "$tmp" || return 1
+    fi
+    PATH="$dir/bin:$PATH"
+    export PATH
+    "$dir/bin/go" version >/dev/null || _inst_die "Go $GO_FALLBACK_VERSION does not run"
 }
 
 # --- Ory Kratos and Hydra from the Go module proxy -------------------------------------------
@@ -227,7 +267,7 @@ install_ory_one() {
         *) _inst_die "unknown Ory part $1"; return 1 ;;
     esac
     [ -x "$bin" ] && return 0
-    command -v go >/dev/null 2>&1 || { _inst_die "go not found (needed to build $1)"; return 1; }
+    install_go || return 1
     command -v gcc >/dev/null 2>&1 || { _inst_die "gcc not found (cgo is needed for SQLite)"; return 1; }
     mkdir -p "$dir" "$BRIDGE_CACHE/logs"
     log="$BRIDGE_CACHE/logs/build-$1-$ver.log"
@@ -247,6 +287,7 @@ install_ory_one() {
 install_ory() {
     local kp hp rc
     [ -x "$KRATOS_BIN" ] && [ -x "$HYDRA_BIN" ] && return 0
+    install_go || return 1
     install_ory_one kratos &
     kp=$!
     install_ory_one hydra &

@@ -407,34 +407,58 @@ _stack_start_inner() {
     _stack_log "    mock google $MOCK_GOOGLE_URL, sms sink $SMS_SINK_URL, moto $MOTO_URL; env in $STACK_STATE/env, logs in $STACK_LOGS"
 }
 
-# stack_stop: TERM to every process group started, KILL after 10 s; quiet when nothing runs.
+# _stack_descendants PGID...: pids of every process in those groups and all their descendants
+# (cargo lambda watch starts the functions in sessions of their own).
+_stack_descendants() {
+    ps -eo pid=,ppid=,pgid= | awk -v groups=" $* " '
+        { pid[NR] = $1; ppid[NR] = $2; if (index(groups, " " $3 " ")) take[$1] = 1 }
+        END {
+            do {
+                more = 0
+                for (i = 1; i <= NR; i++)
+                    if (!(pid[i] in take) && (ppid[i] in take)) { take[pid[i]] = 1; more = 1 }
+            } while (more)
+            for (p in take) print p
+        }'
+}
+
+# stack_stop: TERM to every process group started (and to their descendants in other groups),
+# KILL after 10 s; quiet when nothing runs.
 stack_stop() {
-    local pgids f pg i left
+    local pgids f pg i left pids p
     [ -d "$STACK_PIDS" ] || return 0
     pgids=""
     for f in "$STACK_PIDS"/*; do
         [ -s "$f" ] || continue
         pg=$(cat "$f")
-        if kill -0 "-$pg" 2>/dev/null; then
-            kill -TERM "-$pg" 2>/dev/null
-            pgids="$pgids $pg"
-        fi
+        kill -0 "-$pg" 2>/dev/null && pgids="$pgids $pg"
+    done
+    [ -n "$pgids" ] || { rm -f "$STACK_PIDS"/* "$STACK_STATE/started"; return 0; }
+    # shellcheck disable=SC2086
+    pids=$(_stack_descendants $pgids)
+    for pg in $pgids; do
+        kill -TERM "-$pg" 2>/dev/null
+    done
+    for p in $pids; do
+        kill -TERM "$p" 2>/dev/null
     done
     i=0
-    while [ -n "$pgids" ] && [ $i -lt 100 ]; do
+    while [ $i -lt 100 ]; do
         left=""
-        for pg in $pgids; do
-            kill -0 "-$pg" 2>/dev/null && left="$left $pg"
+        for p in $pids; do
+            kill -0 "$p" 2>/dev/null && left="$left $p"
         done
-        pgids=$left
-        [ -n "$pgids" ] || break
+        pids=$left
+        [ -n "$pids" ] || break
         sleep 0.1
         i=$((i + 1))
     done
-    for pg in $pgids; do
-        _stack_log "process group $pg ignored TERM; killing"
-        kill -KILL "-$pg" 2>/dev/null
-    done
+    if [ -n "$pids" ]; then
+        _stack_log "processes$pids ignored TERM; killing"
+        for p in $pids; do
+            kill -KILL "$p" 2>/dev/null
+        done
+    fi
     rm -f "$STACK_PIDS"/* "$STACK_STATE/started"
 }
 
