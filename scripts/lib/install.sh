@@ -95,7 +95,7 @@ install_path() {
 }
 
 # --- Debian packages -------------------------------------------------------------------------
-INSTALL_DEBS="chromium chromium-driver zip unzip curl ca-certificates gcc libc6-dev python3-venv python3-pip jq iproute2 procps"
+INSTALL_DEBS="chromium chromium-driver zip unzip curl ca-certificates gcc libc6-dev python3-venv python3-pip jq iproute2 procps openssl"
 
 install_debs() {
     local missing p SUDO

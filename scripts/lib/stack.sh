@@ -10,6 +10,7 @@
 #   . .stack/env                                 # URLs, ports, BRIDGE_* for the functions
 #   ...
 #   stack_stop                                   # kills every process group it started
+#   stack_smoke                                  # (optional) curl checks of the Ory side
 #
 # Knobs (environment, read by stack_start):
 #   STACK_FREE_PORTS=1        pick free ports instead of the defaults of docs/design.md
@@ -460,6 +461,63 @@ stack_stop() {
         done
     fi
     rm -f "$STACK_PIDS"/* "$STACK_STATE/started"
+}
+
+# stack_smoke: checks a running stack's Ory side with curl (needs no app): health, return_to
+# allow/deny, clients, Hydra -> functions /login redirect, SMS code for a new phone number, replay
+# table with TTL. Prints one line per check; returns non-zero if any failed.
+stack_smoke() {
+    local fails out rt loc lc flow phone code ver ch
+    fails=0
+    # shellcheck disable=SC1091
+    . "$STACK_STATE/env" || return 1
+    _smoke() { if [ "$1" = 0 ]; then printf '[smoke] ok    %s\n' "$2"; else printf '[smoke] FAIL  %s\n' "$2"; fails=$((fails + 1)); fi; }
+    _enc() { printf '%s' "$1" | jq -sRr @uri; }
+
+    out=$(curl -s "$KRATOS_PUBLIC_URL/health/ready")
+    [ "$out" = '{"status":"ok"}' ]; _smoke $? "kratos /health/ready: $out"
+    out=$(curl -s "$HYDRA_PUBLIC_URL/health/ready")
+    [ "$out" = '{"status":"ok"}' ]; _smoke $? "hydra /health/ready: $out"
+
+    rt=$(_enc "$FUNCTIONS_URL/login/return?t=x")
+    loc=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$KRATOS_PUBLIC_URL/self-service/login/browser?return_to=$rt")
+    case $loc in "303 $LOGIN_SITE_URL/login?flow="*) true ;; *) false ;; esac
+    _smoke $? "login/browser with return_to=<functions>/login/return -> $loc"
+    out=$(curl -s -H 'Accept: application/json' "$KRATOS_PUBLIC_URL/self-service/login/browser?return_to=$(_enc https://evil.example/login/return)" | jq -r .error.id)
+    [ "$out" = self_service_flow_return_to_forbidden ]; _smoke $? "foreign return_to refused: $out"
+
+    out=$(curl -s "$HYDRA_ADMIN_URL/admin/clients" | jq -r '[.[].client_id] | sort | join(" ")')
+    [ "$out" = "demo-first-party demo-second demo-third-party" ]; _smoke $? "hydra clients: $out"
+
+    ver=smoke-verifier-0123456789-abcdefghijklmnopqrstuvwxyz
+    ch=$(printf %s "$ver" | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=')
+    loc=$(curl -s -o /dev/null -w '%{redirect_url}' "$HYDRA_PUBLIC_URL/oauth2/auth?client_id=demo-third-party&response_type=code&scope=openid+offline_access+email+phone+profile&redirect_uri=$(_enc "$DEMO_CLIENT_URL/callback")&state=smokestate123&nonce=smokenonce123&code_challenge=$ch&code_challenge_method=S256")
+    lc=$(printf %s "$loc" | sed -n 's/.*login_challenge=\([^&]*\).*/\1/p')
+    case $loc in "$FUNCTIONS_URL/login?login_challenge="*) true ;; *) false ;; esac
+    _smoke $? "hydra /oauth2/auth -> <functions>/login?login_challenge=... (challenge length ${#lc})"
+
+    phone="+1415555$(date +%s | tail -c 5)"
+    flow=$(curl -s "$KRATOS_PUBLIC_URL/self-service/registration/api" | jq -r .id)
+    curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \
+        -d "{\"method\":\"code\",\"traits\":{\"phone\":\"$phone\"}}" "$KRATOS_PUBLIC_URL/self-service/registration?flow=$flow"
+    code=""
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        code=$(curl -s "$SMS_SINK_URL/messages?to=$(_enc "$phone")" | jq -r '.[-1].code // empty')
+        [ -n "$code" ] && break
+        sleep 0.5
+    done
+    [ -n "$code" ]; _smoke $? "SMS code for new phone $phone reached the sink (${#code} digits)"
+    out=$(curl -s -X POST -H 'Content-Type: application/json' \
+        -d "{\"method\":\"code\",\"code\":\"$code\",\"traits\":{\"phone\":\"$phone\"}}" \
+        "$KRATOS_PUBLIC_URL/self-service/registration?flow=$flow" | jq -r '.identity.traits.phone // .ui.messages[0].text // .error.reason')
+    [ "$out" = "$phone" ]; _smoke $? "registration by SMS code: $out"
+
+    out=$(curl -s -X POST -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.DescribeTimeToLive' \
+        -H "Authorization: AWS4-HMAC-SHA256 Credential=$AWS_ACCESS_KEY_ID/20260101/$AWS_REGION/dynamodb/aws4_request, SignedHeaders=host, Signature=0" \
+        -d "{\"TableName\":\"$BRIDGE_REPLAY_TABLE\"}" "$MOTO_URL/" | jq -r '.TimeToLiveDescription | "\(.TimeToLiveStatus) \(.AttributeName)"')
+    [ "$out" = "ENABLED expires_at" ]; _smoke $? "replay table $BRIDGE_REPLAY_TABLE TTL: $out"
+
+    [ "$fails" = 0 ]
 }
 
 # stack_install_traps: stack_stop on EXIT, INT and TERM (INT/TERM also exit with 130/143).
