@@ -79,6 +79,61 @@ impl DynamoReplayStore {
         })
     }
 
+    /// Checks that the table exists with the key schema the code uses and TTL enabled on
+    /// `expires_at`, for the configuration doctor. The error says what to fix.
+    pub async fn verify_table(&self) -> Result<(), String> {
+        let table = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| match &e {
+                SdkError::ServiceError(s) if s.err().is_resource_not_found_exception() => {
+                    format!("table {} does not exist", self.table)
+                }
+                other => format!("cannot describe table {}: {}", self.table, transient(other)),
+            })?;
+        let description = table.table().ok_or("DescribeTable returned no table")?;
+        let key_ok = description.key_schema().len() == 1
+            && description.key_schema().iter().any(|k| {
+                k.attribute_name() == "pk"
+                    && *k.key_type() == aws_sdk_dynamodb::types::KeyType::Hash
+            });
+        let pk_is_string = description.attribute_definitions().iter().any(|a| {
+            a.attribute_name() == "pk"
+                && *a.attribute_type() == aws_sdk_dynamodb::types::ScalarAttributeType::S
+        });
+        if !key_ok || !pk_is_string {
+            return Err(format!(
+                "table {} must have exactly one key: pk (S, HASH)",
+                self.table
+            ));
+        }
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| format!("cannot read the TTL setting: {}", transient(&e)))?;
+        let enabled = ttl.time_to_live_description().is_some_and(|d| {
+            d.attribute_name() == Some("expires_at")
+                && matches!(
+                    d.time_to_live_status(),
+                    Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Enabled)
+                        | Some(aws_sdk_dynamodb::types::TimeToLiveStatus::Enabling)
+                )
+        });
+        if !enabled {
+            return Err(format!(
+                "TTL is not enabled on attribute expires_at of table {}",
+                self.table
+            ));
+        }
+        Ok(())
+    }
+
     /// Wraps an existing client, for tests and tools.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
