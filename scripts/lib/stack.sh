@@ -8,6 +8,7 @@
 #   stack_install_traps                          # stack_stop on EXIT/INT/TERM
 #   stack_start                                  # returns once everything answers
 #   . .stack/env                                 # URLs, ports, BRIDGE_* for the functions
+#                                                  (stack_start itself leaves the caller's env alone)
 #   ...
 #   stack_stop                                   # kills every process group it started
 #   stack_smoke                                  # (optional) curl checks of the Ory side
@@ -16,6 +17,7 @@
 #   STACK_FREE_PORTS=1        pick free ports instead of the defaults of docs/design.md
 #   STACK_WITH_APPS=0         do not start functions, login site and demo client
 #   STACK_WITH_FUNCTIONS / STACK_WITH_LOGIN_SITE / STACK_WITH_DEMO_CLIENT = 0|1  (default: STACK_WITH_APPS)
+#   STACK_REQUIRE_APPS=1      an app that does not build fails stack_start (default: warn, skip it)
 #   STACK_LOGIN_CONSENT_TTL_SECONDS (1800)  Hydra ttl.login_consent_request, also exported as
 #                             BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS
 #   STACK_REPLAY_TABLE (bridge-replay)  DynamoDB table name
@@ -33,8 +35,13 @@
 
 STACK_ROOT=${STACK_ROOT:-$(git rev-parse --show-toplevel 2>/dev/null || pwd)}
 STACK_STATE=${STACK_STATE:-$STACK_ROOT/.stack}   # override to run two stacks from one checkout
-STACK_LOGS="$STACK_STATE/logs"
-STACK_PIDS="$STACK_STATE/pids"
+# Derived from STACK_STATE on every entry point (stack_start/stop/smoke), so that
+# `STACK_STATE=dir stack_start` runs a second, independent stack.
+_stack_paths() {
+    STACK_LOGS="$STACK_STATE/logs"
+    STACK_PIDS="$STACK_STATE/pids"
+}
+_stack_paths
 STACK_TARGET_DIR=${CARGO_TARGET_DIR:-$STACK_ROOT/target}
 
 # The Google stand-in's predefined user (type the sub into the mock's authorize form).
@@ -269,33 +276,52 @@ _stack_app_builds() {
     if cargo build -q "$@" >"$STACK_LOGS/build-$name.log" 2>&1; then
         return 0
     fi
-    _stack_log "WARNING: $name does not build (log $STACK_LOGS/build-$name.log); not starting it"
     tail -n 15 "$STACK_LOGS/build-$name.log" >&2
+    if [ "${STACK_REQUIRE_APPS:-0}" = 1 ]; then
+        _stack_fail "build-$name" "$name does not build (STACK_REQUIRE_APPS=1)"
+        return 2
+    fi
+    _stack_log "WARNING: $name does not build (log $STACK_LOGS/build-$name.log); not starting it"
     return 1
 }
 
 _stack_start_apps() {
-    local all app_timeout a
+    local all app_timeout a rc
     STACK_APPS_STARTED=""
     all=${STACK_WITH_APPS:-1}
-    if [ "${STACK_WITH_FUNCTIONS:-$all}" = 1 ] &&
+    # _stack_app_builds: 0 builds, 1 does not build (skip), 2 does not build and STACK_REQUIRE_APPS=1.
+    if [ "${STACK_WITH_FUNCTIONS:-$all}" = 1 ]; then
+        rc=0
         _stack_app_builds functions -p bridge-fn-login -p bridge-fn-login-return -p bridge-fn-consent \
-            -p bridge-fn-logout -p bridge-fn-error; then
-        # Run from the repo root (the router is in the root Cargo.toml); the functions get the
-        # BRIDGE_* variables (exported above, same as .stack/env) from the inherited environment.
-        (cd "$STACK_ROOT" && _stack_spawn functions cargo lambda watch -A 127.0.0.1 -P "$FUNCTIONS_PORT") || return 1
-        STACK_APPS_STARTED="$STACK_APPS_STARTED functions"
+            -p bridge-fn-logout -p bridge-fn-error || rc=$?
+        [ $rc = 2 ] && return 1
+        if [ $rc = 0 ]; then
+            # Run from the repo root (the router is in the root Cargo.toml); the functions get the
+            # BRIDGE_* variables (exported above, same as .stack/env) from the inherited environment.
+            (cd "$STACK_ROOT" && _stack_spawn functions cargo lambda watch -A 127.0.0.1 -P "$FUNCTIONS_PORT") || return 1
+            STACK_APPS_STARTED="$STACK_APPS_STARTED functions"
+        fi
     fi
-    if [ "${STACK_WITH_LOGIN_SITE:-$all}" = 1 ] && _stack_app_builds login-site -p login-site; then
-        (cd "$STACK_ROOT" && _stack_spawn login-site env LOGIN_SITE_ADDR="127.0.0.1:$LOGIN_SITE_PORT" \
-            KRATOS_PUBLIC_URL="$KRATOS_PUBLIC_URL" cargo run -q -p login-site) || return 1
-        STACK_APPS_STARTED="$STACK_APPS_STARTED login-site"
+    if [ "${STACK_WITH_LOGIN_SITE:-$all}" = 1 ]; then
+        rc=0
+        _stack_app_builds login-site -p login-site || rc=$?
+        [ $rc = 2 ] && return 1
+        if [ $rc = 0 ]; then
+            (cd "$STACK_ROOT" && _stack_spawn login-site env LOGIN_SITE_ADDR="127.0.0.1:$LOGIN_SITE_PORT" \
+                KRATOS_PUBLIC_URL="$KRATOS_PUBLIC_URL" cargo run -q -p login-site) || return 1
+            STACK_APPS_STARTED="$STACK_APPS_STARTED login-site"
+        fi
     fi
-    if [ "${STACK_WITH_DEMO_CLIENT:-$all}" = 1 ] && _stack_app_builds demo-client -p demo-client; then
-        (cd "$STACK_ROOT" && _stack_spawn demo-client env DEMO_CLIENT_ADDR="127.0.0.1:$DEMO_CLIENT_PORT" \
-            HYDRA_PUBLIC_URL="$HYDRA_PUBLIC_URL" DEMO_CLIENT_BASE_URL="$DEMO_CLIENT_URL" \
-            cargo run -q -p demo-client) || return 1
-        STACK_APPS_STARTED="$STACK_APPS_STARTED demo-client"
+    if [ "${STACK_WITH_DEMO_CLIENT:-$all}" = 1 ]; then
+        rc=0
+        _stack_app_builds demo-client -p demo-client || rc=$?
+        [ $rc = 2 ] && return 1
+        if [ $rc = 0 ]; then
+            (cd "$STACK_ROOT" && _stack_spawn demo-client env DEMO_CLIENT_ADDR="127.0.0.1:$DEMO_CLIENT_PORT" \
+                HYDRA_PUBLIC_URL="$HYDRA_PUBLIC_URL" DEMO_CLIENT_BASE_URL="$DEMO_CLIENT_URL" \
+                cargo run -q -p demo-client) || return 1
+            STACK_APPS_STARTED="$STACK_APPS_STARTED demo-client"
+        fi
     fi
     STACK_APPS_STARTED=${STACK_APPS_STARTED# }
     export STACK_APPS_STARTED
@@ -313,6 +339,7 @@ _stack_start_apps() {
 # stack_start: starts everything; returns non-zero (after stopping what it started) on failure.
 stack_start() {
     local n
+    _stack_paths
     mkdir -p "$STACK_LOGS" "$STACK_PIDS"
     if [ -s "$STACK_STATE/started" ]; then
         for n in $(cat "$STACK_STATE/started"); do
@@ -324,10 +351,13 @@ stack_start() {
     fi
     rm -f "$STACK_PIDS"/* "$STACK_STATE/started" "$STACK_STATE/env"
     : >"$STACK_STATE/started"
-    _stack_start_inner || {
+    # In a subshell: the ports, URLs and BRIDGE_* it computes stay out of the caller's
+    # environment (a second stack_start must not inherit the first one's ports). Callers read
+    # them from $STACK_STATE/env.
+    if ! (_stack_start_inner); then
         stack_stop
         return 1
-    }
+    fi
 }
 
 _stack_start_inner() {
@@ -427,6 +457,7 @@ _stack_descendants() {
 # KILL after 10 s; quiet when nothing runs.
 stack_stop() {
     local pgids f pg i left pids p
+    _stack_paths
     [ -d "$STACK_PIDS" ] || return 0
     pgids=""
     for f in "$STACK_PIDS"/*; do
@@ -469,6 +500,7 @@ stack_stop() {
 stack_smoke() {
     local fails out rt loc lc flow phone code ver ch
     fails=0
+    _stack_paths
     # shellcheck disable=SC1091
     . "$STACK_STATE/env" || return 1
     _smoke() { if [ "$1" = 0 ]; then printf '[smoke] ok    %s\n' "$2"; else printf '[smoke] FAIL  %s\n' "$2"; fails=$((fails + 1)); fi; }
