@@ -182,12 +182,17 @@ pub fn wants_json(request: &Request) -> bool {
 }
 
 /// The path and query the browser asked for, to offer the same link again on a retry page.
+///
+/// Always a path on our own origin: a request path that starts with `//` (or `/\`, which
+/// browsers read the same way) would otherwise make the "Try again" link protocol-relative, a
+/// link to whatever host follows.
 pub fn same_link(request: &Request) -> String {
-    request
+    let link = request
         .uri()
         .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned())
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    format!("/{}", link.trim_start_matches(['/', '\\']))
 }
 
 #[cfg(test)]
@@ -218,6 +223,17 @@ mod tests {
         .is_err());
         let long = format!("login_challenge={}", "a".repeat(MAX_CHALLENGE_BYTES + 1));
         assert!(challenge(&params(&long), "login_challenge").is_err());
+    }
+
+    #[test]
+    fn same_link_stays_on_our_origin() {
+        assert_eq!(same_link(&get("/login?a=1")), "/login?a=1");
+        assert_eq!(
+            same_link(&get("//evil.example/login?a=1")),
+            "/evil.example/login?a=1"
+        );
+        assert_eq!(same_link(&get("///evil.example")), "/evil.example");
+        assert_eq!(same_link(&get("/")), "/");
     }
 
     #[test]
