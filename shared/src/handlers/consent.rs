@@ -250,14 +250,20 @@ fn check_origin(request: &Request, config: &Config) -> Result<(), Failure> {
     let refused = Failure::Forbidden {
         message: "This form was sent from another site and was refused.",
     };
-    if let Some(site) = header("sec-fetch-site") {
+    let fetch_site = header("sec-fetch-site");
+    if let Some(site) = fetch_site {
         if !matches!(site, "same-origin" | "none") {
             return Err(refused);
         }
     }
     if let Some(origin) = header("origin") {
         let ours = config.public_base_url.origin().ascii_serialization();
-        if origin != ours {
+        // Our pages send `Referrer-Policy: no-referrer`, under which browsers serialize the
+        // Origin of our own form POST as `null` (Fetch standard). `null` passes only when
+        // Sec-Fetch-Site vouches for a same-origin request; an opaque origin elsewhere (a
+        // sandboxed frame, a data: URL) stays refused.
+        let own_form_without_origin = origin == "null" && fetch_site == Some("same-origin");
+        if origin != ours && !own_form_without_origin {
             return Err(refused);
         }
     }
@@ -514,7 +520,34 @@ mod tests {
             http::HeaderValue::from_static("cross-site"),
         );
         assert_eq!(handle(cross_site, &deps(&kit)).await.status(), 403);
+        let opaque = post(&allow(&token), Some(&cookie), Some("null"));
+        assert_eq!(handle(opaque, &deps(&kit)).await.status(), 403);
         assert!(kit.hydra.accepted_consent("c1").is_none());
+    }
+
+    /// Under our `Referrer-Policy: no-referrer`, a browser posts our own form with
+    /// `Origin: null` and `Sec-Fetch-Site: same-origin` (seen with Chromium in the end-to-end
+    /// tests): that is the user's answer, not a cross-site request.
+    #[tokio::test]
+    async fn own_form_posted_with_null_origin_is_accepted() {
+        let kit = Kit::new();
+        kit.hydra.add_consent("c1", consent("third", false, None));
+        let (cookie, token) = screen(&kit, "c1").await;
+        let mut request = post(
+            &format!(
+                "consent_challenge=c1&csrf_token={}&grant_scope=openid&action=allow",
+                urlencode(&token)
+            ),
+            Some(&cookie),
+            Some("null"),
+        );
+        request.headers_mut().insert(
+            "sec-fetch-site",
+            http::HeaderValue::from_static("same-origin"),
+        );
+        let response = handle(request, &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert!(kit.hydra.accepted_consent("c1").is_some());
     }
 
     #[tokio::test]
