@@ -160,8 +160,16 @@ impl KeySet {
                 field: "(document)".to_owned(),
                 expected: "an object",
             })?;
-        reject_unknown_fields(top, "", &["current", "keys"])?;
+        reject_unknown_fields(top, "", &["current", "keys", "secret"])?;
         let current_kid = string_field(top, "current", "current")?;
+        // CloudFormation's generated secret can only add a top-level member, so a first-deploy
+        // key set reads `{"current": "k1", "keys": [{"kid": "k1"}], "secret": "..."}`: the
+        // top-level secret belongs to the current key, which must then have none of its own.
+        let top_level_secret = match top.get("secret") {
+            None => None,
+            Some(_) => Some(string_field(top, "secret", "secret")?),
+        };
+        let mut top_level_secret_used = false;
         let entries = top
             .get("keys")
             .and_then(serde_json::Value::as_array)
@@ -197,7 +205,13 @@ impl KeySet {
                     kid: kid.to_owned(),
                 });
             }
-            let encoded_secret = string_field(entry, "secret", &format!("{prefix}secret"))?;
+            let encoded_secret = match (entry.contains_key("secret"), top_level_secret) {
+                (false, Some(secret)) if kid == current_kid => {
+                    top_level_secret_used = true;
+                    secret
+                }
+                _ => string_field(entry, "secret", &format!("{prefix}secret"))?,
+            };
             let secret = BASE64URL_ANY_PADDING.decode(encoded_secret).map_err(|_| {
                 KeySetError::SecretNotBase64Url {
                     index,
@@ -214,6 +228,13 @@ impl KeySet {
             keys.push(Key::derive(kid, &secret).ok_or(KeySetError::KeyDerivation { index })?);
         }
 
+        if top_level_secret.is_some() && !top_level_secret_used {
+            return Err(KeySetError::WrongShape {
+                field: "secret".to_owned(),
+                expected:
+                    "absent, or the secret of the current key when that key has none of its own",
+            });
+        }
         let current_index = keys
             .iter()
             .position(|key| key.kid == current_kid)
@@ -660,5 +681,24 @@ pub(crate) mod tests {
             .unwrap()
             .csrf_key()
             .verify("consent-challenge-1", &token));
+    }
+
+    #[test]
+    fn cloudformation_first_deploy_shape_is_accepted() {
+        let generated = "A".repeat(32) + &"b".repeat(32);
+        let first = KeySet::from_json(&format!(
+            r#"{{"current":"k1","keys":[{{"kid":"k1"}}],"secret":"{generated}"}}"#
+        ))
+        .expect("first-deploy shape");
+        assert_eq!(first.current().kid(), "k1");
+        // The top-level secret only ever stands for the current key without a secret of its own.
+        let stray = KeySet::from_json(&format!(
+            r#"{{"current":"k1","keys":[{{"kid":"k1","secret":"{generated}"}}],"secret":"{generated}"}}"#
+        ));
+        assert!(stray.is_err(), "a top-level secret nobody uses is refused");
+        let not_current = KeySet::from_json(&format!(
+            r#"{{"current":"k2","keys":[{{"kid":"k2","secret":"{generated}"}},{{"kid":"k1"}}],"secret":"{generated}"}}"#
+        ));
+        assert!(not_current.is_err());
     }
 }
