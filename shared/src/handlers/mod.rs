@@ -133,6 +133,8 @@ pub(crate) fn reusable_cookie_value(value: Option<String>) -> Option<String> {
 }
 
 #[cfg(test)]
+mod attacks;
+#[cfg(test)]
 mod events;
 #[cfg(test)]
 pub(crate) mod testkit;
