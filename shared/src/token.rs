@@ -352,6 +352,27 @@ impl TokenCodec {
     /// then claims, and decryption last, so unauthenticated input never reaches the AEAD or the
     /// inflater.
     pub fn open(&self, token: &str, now: SystemTime) -> Result<OpenedToken, TokenError> {
+        self.open_checked(token, now, true)
+    }
+
+    /// Like [`open`](Self::open) but an expired token still opens: everything else (length,
+    /// algorithm, key, signature, issuer, audience, shape, `iat`, decryption) is checked the
+    /// same. Only for offering a fresh start through the payload's `request_url` after
+    /// [`TokenError::Expired`]; an expired token must never be used to accept a login.
+    pub fn open_ignoring_expiry(
+        &self,
+        token: &str,
+        now: SystemTime,
+    ) -> Result<OpenedToken, TokenError> {
+        self.open_checked(token, now, false)
+    }
+
+    fn open_checked(
+        &self,
+        token: &str,
+        now: SystemTime,
+        check_expiry: bool,
+    ) -> Result<OpenedToken, TokenError> {
         if token.len() > MAX_TOKEN_CHARS {
             return Err(TokenError::TooLong);
         }
@@ -383,7 +404,7 @@ impl TokenCodec {
             return Err(TokenError::Malformed);
         }
         // RFC 7519: the token must not be accepted on or after `exp`. No leeway.
-        if now >= claims.exp {
+        if check_expiry && now >= claims.exp {
             return Err(TokenError::Expired);
         }
         if claims.iat > now.saturating_add(MAX_CLOCK_SKEW.as_secs()) {
@@ -831,6 +852,24 @@ mod tests {
             codec.open(&sealed.token, at(sealed.expires_at + 1)),
             Err(TokenError::Expired)
         );
+    }
+
+    #[test]
+    fn expired_token_opens_only_when_ignoring_expiry_and_only_if_genuine() {
+        let codec = codec();
+        let original = payload();
+        let sealed = codec.seal(&original, at(T0)).unwrap();
+        let late = at(sealed.expires_at + 3600);
+        assert_eq!(codec.open(&sealed.token, late), Err(TokenError::Expired));
+        let opened = codec.open_ignoring_expiry(&sealed.token, late).unwrap();
+        assert_eq!(opened.payload.request_url, original.request_url);
+        assert_eq!(opened.expires_at, sealed.expires_at);
+        // Everything but expiry is still checked: an altered token does not open.
+        let mut altered = sealed.token.into_bytes();
+        let middle = altered.len() / 2;
+        altered[middle] = if altered[middle] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert!(codec.open_ignoring_expiry(&altered, late).is_err());
     }
 
     #[test]

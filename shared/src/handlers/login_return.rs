@@ -60,7 +60,11 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
             restart: None,
         })?;
     let now = (deps.clock)();
-    let token = deps.tokens.open(raw_token, now).map_err(token_failure)?;
+    let token = match deps.tokens.open(raw_token, now) {
+        Ok(token) => token,
+        Err(TokenError::Expired) => return Err(expired_token(deps, raw_token, now)),
+        Err(error) => return Err(token_failure(error)),
+    };
     let flow = flow_id(&token.payload.login_challenge);
     let restart = restart_url(&deps.config, &token);
 
@@ -199,6 +203,20 @@ fn unavailable(request: &Request, error: UpstreamError) -> Failure {
     } else {
         Failure::BadGateway
     }
+}
+
+/// The sign-in took longer than the token lives (and so, since the token never outlives it,
+/// longer than Hydra's challenge): nothing can be accepted any more, but the token is genuine,
+/// so its `request_url` is offered to start the same authorization request afresh. With the
+/// Kratos session just made, that usually ends at the application without another prompt.
+fn expired_token(deps: &ReturnDeps, raw_token: &str, now: std::time::SystemTime) -> Failure {
+    let restart = deps
+        .tokens
+        .open_ignoring_expiry(raw_token, now)
+        .ok()
+        .and_then(|token| restart_url(&deps.config, &token));
+    tracing::warn!(event = "token_refused", reason = %TokenError::Expired, restart = restart.is_some(), "return_to token refused");
+    Failure::Expired { restart }
 }
 
 fn token_failure(error: TokenError) -> Failure {
@@ -442,6 +460,12 @@ mod tests {
         .await;
         assert_eq!(response.status(), 410);
         assert_eq!(kit.hydra.accept_count(), 0);
+        // Not a dead end: the page offers Hydra's request_url to start again.
+        let page = body(&response);
+        assert!(
+            page.contains(r#"data-testid="page-action" href="https://oauth.example.com/oauth2/auth?client_id=app&#38;state=s""#),
+            "no restart link on the expired page: {page}"
+        );
     }
 
     #[tokio::test]
