@@ -1,0 +1,844 @@
+//! End-to-end scenarios in a real headless Chromium against the real local stack.
+//!
+//! Every scenario uses its own browser(s) and its own, never-seen Google account or phone
+//! number, so they run in any order and in parallel. `./scripts/test` starts the stack(s) and
+//! runs them with `--run-ignored all`; see tests/README.md.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bridge_e2e::{e2e, e2e_short_ttl, unique_phone, Browser, Document, GoogleUser, Stack};
+use serde_json::Value;
+use url::Url;
+
+const FIRST_PARTY: &str = "demo-first-party";
+const SECOND_FIRST_PARTY: &str = "demo-second";
+const THIRD_PARTY: &str = "demo-third-party";
+const THIRD_PARTY_NAME: &str = "Third-Party Demo App";
+
+// --- small helpers -------------------------------------------------------------------------
+
+/// A full Google sign-in for `client_id`, from the demo client to its claims page.
+async fn google_login(b: &Browser, client_id: &str, user: &GoogleUser) -> Value {
+    b.start(client_id, None, None).await;
+    b.wait_for_login_site().await;
+    b.sign_in_with_google(user).await;
+    b.wait_for_claims().await
+}
+
+/// A new Google account, registered with Kratos by a first login in its own browser.
+async fn registered_google_user(ctx: &bridge_e2e::Ctx, tag: &str) -> (GoogleUser, String) {
+    let user = GoogleUser::unique(tag);
+    ctx.stack.put_google_user(&user).await;
+    let b = ctx.browser().await;
+    let claims = google_login(&b, FIRST_PARTY, &user).await;
+    (user, sub_of(&claims))
+}
+
+fn sub_of(claims: &Value) -> String {
+    claims["sub"]
+        .as_str()
+        .unwrap_or_else(|| panic!("ID token without sub: {claims}"))
+        .to_owned()
+}
+
+/// Identities whose e-mail trait is `email`.
+async fn ids_with_email(stack: &Stack, email: &str) -> Vec<String> {
+    ids(stack.identities_with_trait("email", email).await)
+}
+
+async fn ids_with_phone(stack: &Stack, phone: &str) -> Vec<String> {
+    ids(stack.identities_with_trait("phone", phone).await)
+}
+
+fn ids(identities: Vec<Value>) -> Vec<String> {
+    identities
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The Kratos session id behind a cookie header (panics unless whoami says 200).
+async fn kratos_session(stack: &Stack, cookie: &str) -> Value {
+    let (status, session) = stack.whoami(cookie).await;
+    assert_eq!(
+        status, 200,
+        "whoami with the browser's Kratos cookie: {session}"
+    );
+    session
+}
+
+/// The `login_challenge` the bridge received in `b`'s most recent visit to `/login`.
+async fn last_login_challenge(b: &Browser) -> String {
+    let history = b.history().await;
+    history
+        .requests_to(&b.stack().functions, "/login")
+        .iter()
+        .rev()
+        .find_map(|u| param(u, "login_challenge"))
+        .unwrap_or_else(|| panic!("[{}] the bridge's /login was never visited", b.label))
+}
+
+/// The return URL (`<functions>/login/return?t=...`) the bridge's latest `/login` handed to
+/// Kratos (from the Location of its 303).
+async fn last_return_url(b: &Browser) -> Url {
+    let history = b.history().await;
+    history
+        .responses_from(&b.stack().functions, "/login")
+        .iter()
+        .rev()
+        .filter_map(Document::location)
+        .find_map(|kratos| param(&kratos, "return_to"))
+        .and_then(|r| Url::parse(&r).ok())
+        .unwrap_or_else(|| panic!("[{}] no /login redirect to Kratos with return_to", b.label))
+}
+
+fn param(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The `exp` claim (epoch seconds) of the return token in `return_url` (the JWT claims are
+/// signed, not encrypted).
+fn token_expiry(return_url: &Url) -> u64 {
+    let token = param(return_url, "t").expect("t parameter");
+    let claims = token
+        .split('.')
+        .nth(1)
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
+        .and_then(|c| serde_json::from_slice::<Value>(&c).ok())
+        .expect("JWT claims");
+    claims["exp"].as_u64().expect("exp claim")
+}
+
+fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Changes one character in the middle of a JWT (never a dot) to another base64url one.
+fn tamper(token: &str) -> String {
+    let mut chars: Vec<char> = token.chars().collect();
+    let mut i = chars.len() / 2;
+    while chars.get(i) == Some(&'.') {
+        i += 1;
+    }
+    chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
+    chars.into_iter().collect()
+}
+
+/// The bridge's own message page: title testid and the HTTP status the browser got for it.
+async fn bridge_page(b: &Browser, url: &Url) -> (u16, String, String) {
+    let mark = b.mark().await;
+    b.goto(url).await;
+    let title = b.text("page-title").await;
+    let message = b.text("page-message").await;
+    let status = b
+        .since(mark)
+        .await
+        .responses
+        .iter()
+        .find(|d| d.url == *url)
+        .map(|d| d.status)
+        .unwrap_or_else(|| panic!("[{}] no response recorded for {url}", b.label));
+    (status, title, message)
+}
+
+/// Checks the headers every HTML page of the functions must carry.
+fn assert_secure_html_headers(what: &str, headers: &dyn Fn(&str) -> Option<String>) {
+    let csp = headers("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no Content-Security-Policy"));
+    assert!(
+        csp.contains("frame-ancestors 'none'"),
+        "{what}: CSP without frame-ancestors 'none': {csp}"
+    );
+    assert_eq!(
+        headers("x-frame-options").map(|v| v.to_ascii_uppercase()),
+        Some("DENY".to_owned()),
+        "{what}: X-Frame-Options"
+    );
+    assert_eq!(
+        headers("referrer-policy").as_deref(),
+        Some("no-referrer"),
+        "{what}: Referrer-Policy"
+    );
+    let cache = headers("cache-control").unwrap_or_default();
+    assert!(
+        cache.contains("no-store"),
+        "{what}: Cache-Control without no-store: {cache:?}"
+    );
+}
+
+// --- scenarios -----------------------------------------------------------------------------
+
+/// An unknown Google user is registered by Kratos on the way; the ID token's `sub` is the new
+/// Kratos identity, the first-party client skips the consent screen.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_google_new_user() {
+    e2e("e2e_google_new_user", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("new");
+        stack.put_google_user(&user).await;
+        assert!(ids_with_email(stack, &user.email).await.is_empty());
+
+        let b = ctx.browser().await;
+        let claims = google_login(&b, FIRST_PARTY, &user).await;
+
+        let sub = sub_of(&claims);
+        assert_eq!(
+            claims["email"],
+            user.email.as_str(),
+            "email claim: {claims}"
+        );
+        assert_eq!(ids_with_email(stack, &user.email).await, vec![sub.clone()]);
+        let identity = stack
+            .identity(&sub)
+            .await
+            .expect("the sub is a Kratos identity");
+        assert_eq!(identity["traits"]["email"], user.email.as_str());
+        let oidc = identity["credentials"]["oidc"]["identifiers"].to_string();
+        assert!(
+            oidc.contains(&format!("google:{}", user.sub)),
+            "oidc credential of {sub}: {oidc}"
+        );
+        // First party: the consent function answered with a redirect, never a page.
+        let history = b.history().await;
+        let consent = history.responses_from(&stack.functions, "/consent");
+        assert!(!consent.is_empty(), "consent endpoint was not involved");
+        assert!(
+            consent.iter().all(|d| d.status == 303),
+            "first-party consent showed a page: {consent:?}"
+        );
+    })
+    .await;
+}
+
+/// The same Google user again, in a new browser: same subject, no new identity.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_google_returning_user() {
+    e2e("e2e_google_returning_user", |ctx| async move {
+        let stack = &ctx.stack;
+        let (user, first_sub) = registered_google_user(&ctx, "returning").await;
+        let before = ids_with_email(stack, &user.email).await;
+        assert_eq!(before, vec![first_sub.clone()]);
+        let total_before = stack.identities().await.len();
+
+        let b = ctx.browser().await;
+        let claims = google_login(&b, FIRST_PARTY, &user).await;
+
+        assert_eq!(
+            sub_of(&claims),
+            first_sub,
+            "returning user got another subject"
+        );
+        assert_eq!(claims["email"], user.email.as_str());
+        assert_eq!(
+            ids_with_email(stack, &user.email).await,
+            before,
+            "a second identity was created for a returning user"
+        );
+        // Other scenarios may register users at the same time: the total can only grow by
+        // their users, never by this one (checked above); report it for the log.
+        eprintln!(
+            "identities: {total_before} before, {} after",
+            stack.identities().await.len()
+        );
+    })
+    .await;
+}
+
+/// An unknown phone number registers through the login site's registration flow with an SMS
+/// code and gets an ID token with `phone_number`.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_sms_new_user() {
+    e2e("e2e_sms_new_user", |ctx| async move {
+        let stack = &ctx.stack;
+        let phone = unique_phone();
+        assert!(ids_with_phone(stack, &phone).await.is_empty());
+
+        let b = ctx.browser().await;
+        b.start(FIRST_PARTY, Some("openid phone email"), None).await;
+        b.wait_for_login_site().await;
+        b.sign_up_with_sms(&phone).await;
+        let claims = b.wait_for_claims().await;
+
+        let sub = sub_of(&claims);
+        assert_eq!(claims["phone_number"], phone.as_str(), "claims: {claims}");
+        assert_eq!(ids_with_phone(stack, &phone).await, vec![sub.clone()]);
+        let scope = b.granted_scope().await;
+        assert!(
+            scope.iter().any(|s| s == "phone"),
+            "granted scope {scope:?}"
+        );
+        let session = kratos_session(stack, &b.kratos_cookie_header().await).await;
+        assert_eq!(session["identity"]["id"], sub.as_str());
+    })
+    .await;
+}
+
+/// An existing phone identity signs in by SMS code: same subject.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_sms_returning_user() {
+    e2e("e2e_sms_returning_user", |ctx| async move {
+        let stack = &ctx.stack;
+        let phone = unique_phone();
+        let first = ctx.browser().await;
+        first.start(FIRST_PARTY, Some("openid phone"), None).await;
+        first.wait_for_login_site().await;
+        first.sign_up_with_sms(&phone).await;
+        let first_sub = sub_of(&first.wait_for_claims().await);
+
+        let b = ctx.browser().await;
+        b.start(FIRST_PARTY, Some("openid phone"), None).await;
+        b.wait_for_login_site().await;
+        b.sign_in_with_sms(&phone).await;
+        let claims = b.wait_for_claims().await;
+
+        assert_eq!(sub_of(&claims), first_sub);
+        assert_eq!(claims["phone_number"], phone.as_str());
+        assert_eq!(ids_with_phone(stack, &phone).await, vec![first_sub]);
+    })
+    .await;
+}
+
+/// Signed in for client A, client B in the same browser passes without the login site and
+/// with the same Kratos session; a third-party client still asks for consent.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_sso_second_client() {
+    e2e("e2e_sso_second_client", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("sso");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        let first = google_login(&b, FIRST_PARTY, &user).await;
+        let sub = sub_of(&first);
+        let cookie = b.kratos_cookie_header().await;
+        let session = kratos_session(stack, &cookie).await;
+
+        // Client B: straight to its claims page.
+        let mark = b.mark().await;
+        b.start(SECOND_FIRST_PARTY, None, None).await;
+        let second = b.wait_for_claims().await;
+        let during = b.since(mark).await;
+        assert_eq!(sub_of(&second), sub);
+        assert!(
+            second["aud"].to_string().contains(SECOND_FIRST_PARTY),
+            "ID token not for client B: {second}"
+        );
+        assert!(
+            !during.visited(&stack.login_site),
+            "client B went through the login site: {:?}",
+            during.requests
+        );
+        assert!(
+            !during.visited(&stack.mock_google),
+            "client B went to Google again"
+        );
+        assert!(
+            during.requests_to(&stack.functions, "/login").len() == 1,
+            "client B's login did not go through the bridge once: {:?}",
+            during.requests
+        );
+        assert!(
+            during
+                .requests_to(&stack.kratos_public, "/self-service/login/browser")
+                .is_empty(),
+            "client B started a Kratos login flow"
+        );
+        let after = kratos_session(stack, &b.kratos_cookie_header().await).await;
+        assert_eq!(
+            after["id"], session["id"],
+            "the Kratos session was replaced"
+        );
+        assert_eq!(after["authenticated_at"], session["authenticated_at"]);
+
+        // A third-party client: no login either, but the consent screen.
+        let mark = b.mark().await;
+        b.start(THIRD_PARTY, None, None).await;
+        b.wait_for("consent-title").await;
+        assert_eq!(b.text("client-name").await, THIRD_PARTY_NAME);
+        b.click("allow").await;
+        let third = b.wait_for_claims().await;
+        assert_eq!(sub_of(&third), sub);
+        let during = b.since(mark).await;
+        assert!(
+            !during.visited(&stack.login_site),
+            "the third-party client went through the login site"
+        );
+    })
+    .await;
+}
+
+/// `prompt=login` after a login: the login site appears again and the user authenticates anew.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_prompt_login_forces_reauth() {
+    e2e("e2e_prompt_login_forces_reauth", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("reauth");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        let first = google_login(&b, FIRST_PARTY, &user).await;
+        let before = kratos_session(stack, &b.kratos_cookie_header().await).await;
+
+        let mark = b.mark().await;
+        b.start(FIRST_PARTY, None, Some("login")).await;
+        b.wait_for_login_site().await;
+        let kratos_start = b
+            .since(mark)
+            .await
+            .requests_to(&stack.kratos_public, "/self-service/login/browser");
+        assert!(
+            kratos_start
+                .iter()
+                .any(|u| param(u, "refresh").as_deref() == Some("true")),
+            "prompt=login did not ask Kratos for a refreshed login: {kratos_start:?}"
+        );
+        b.sign_in_with_google(&user).await;
+        let second = b.wait_for_claims().await;
+
+        assert_eq!(sub_of(&second), sub_of(&first));
+        let during = b.since(mark).await;
+        assert!(during.visited(&stack.mock_google), "no new Google sign-in");
+        let first_auth = first["auth_time"].as_u64().unwrap_or(0);
+        let second_auth = second["auth_time"].as_u64().unwrap_or(0);
+        assert!(
+            second_auth >= first_auth,
+            "auth_time went back: {first_auth} -> {second_auth}"
+        );
+        let after = kratos_session(stack, &b.kratos_cookie_header().await).await;
+        assert_ne!(
+            after["authenticated_at"], before["authenticated_at"],
+            "Kratos did not re-authenticate"
+        );
+    })
+    .await;
+}
+
+/// The third-party consent screen: untick `profile` and allow (granted subset, no name
+/// claims); then deny (the client gets `access_denied`).
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_consent_screen_allow_and_deny() {
+    e2e("e2e_consent_screen_allow_and_deny", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("consent");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        let scope = "openid email profile";
+        b.start(THIRD_PARTY, Some(scope), None).await;
+        b.wait_for_login_site().await;
+        b.sign_in_with_google(&user).await;
+
+        b.wait_for("consent-title").await;
+        assert_eq!(b.text("client-name").await, THIRD_PARTY_NAME);
+        for name in ["openid", "email", "profile"] {
+            let checkbox = b.wait_for(&format!("scope-{name}")).await;
+            assert!(
+                checkbox.is_selected().await.unwrap_or(false),
+                "scope {name} is not pre-ticked"
+            );
+        }
+        let openid = b.wait_for("scope-openid").await;
+        assert!(
+            !openid.is_enabled().await.unwrap_or(true),
+            "openid can be unticked"
+        );
+        b.click("scope-profile").await;
+        b.click("allow").await;
+        let claims = b.wait_for_claims().await;
+
+        let granted = b.granted_scope().await;
+        assert!(granted.iter().any(|s| s == "openid"), "{granted:?}");
+        assert!(granted.iter().any(|s| s == "email"), "{granted:?}");
+        assert!(!granted.iter().any(|s| s == "profile"), "{granted:?}");
+        assert_eq!(claims["email"], user.email.as_str());
+        for claim in ["name", "given_name", "family_name"] {
+            assert!(
+                claims.get(claim).is_none(),
+                "{claim} without profile: {claims}"
+            );
+        }
+
+        // Second run, same browser: the choice was not remembered, so the screen comes again.
+        b.start(THIRD_PARTY, Some(scope), None).await;
+        b.wait_for("consent-title").await;
+        b.click("deny").await;
+        assert_eq!(b.text("oauth-error").await, "access_denied");
+    })
+    .await;
+}
+
+/// A used return URL opened in another browser (with its own Kratos session) is refused, with
+/// or without the first browser's binding cookie, and that browser's own login stays pending;
+/// the first browser reopening it lands where it did the first time.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_replay_rejected() {
+    e2e("e2e_replay_rejected", |ctx| async move {
+        let stack = &ctx.stack;
+        let alice = GoogleUser::unique("replay-a");
+        let mallory = GoogleUser::unique("replay-m");
+        stack.put_google_user(&alice).await;
+        stack.put_google_user(&mallory).await;
+
+        let a = ctx.browser().await;
+        google_login(&a, FIRST_PARTY, &alice).await;
+        let return_url = last_return_url(&a).await;
+        let history = a.history().await;
+        let first_answer = history
+            .responses
+            .iter()
+            .find(|d| d.url == return_url)
+            .cloned()
+            .expect("the browser went through the return URL");
+        assert_eq!(first_answer.status, 303, "first use of the return URL");
+        let first_target = first_answer.location().expect("redirect target");
+        assert!(bridge_e2e::same_origin(&first_target, &stack.hydra_public));
+
+        // Another browser with a Kratos session of its own and a login of its own pending.
+        let m = ctx.browser().await;
+        google_login(&m, FIRST_PARTY, &mallory).await;
+        m.start(FIRST_PARTY, None, Some("login")).await;
+        m.wait_for_login_site().await;
+        let pending = last_login_challenge(&m).await;
+        assert_eq!(stack.hydra_login_request(&pending).await.0, 200);
+
+        let (status, title, _) = bridge_page(&m, &return_url).await;
+        assert_eq!(status, 403, "replay in another browser: {title}");
+        let (status, title, message) = {
+            // Even with the first browser's binding cookie (stolen along with the link).
+            let name = if stack
+                .vars
+                .get("BRIDGE_DEV_INSECURE_COOKIES")
+                .map(String::as_str)
+                == Some("true")
+            {
+                "bridge_binding"
+            } else {
+                "__Host-bridge_binding"
+            };
+            let binding = a
+                .cookie(name)
+                .await
+                .expect("binding cookie in the first browser");
+            m.set_cookie(name, &binding).await;
+            bridge_page(&m, &return_url).await
+        };
+        assert_eq!(status, 403, "replay with a stolen binding cookie: {title}");
+        assert!(message.contains("already been used"), "{message}");
+        assert_eq!(
+            stack.hydra_login_request(&pending).await.0,
+            200,
+            "the other browser's own login was accepted"
+        );
+        assert!(!m.exists("claims").await);
+
+        // The first browser reopening its link goes where it went the first time.
+        let mark = a.mark().await;
+        a.goto(&return_url).await;
+        let again = a
+            .since(mark)
+            .await
+            .responses
+            .into_iter()
+            .find(|d| d.url == return_url)
+            .expect("response to the reopened return URL");
+        assert_eq!(again.status, 303, "reopened by the same browser");
+        assert_eq!(again.location(), Some(first_target));
+        let landed = a.url().await;
+        assert!(
+            !(bridge_e2e::same_origin(&landed, &stack.functions)
+                && landed.path() == "/login/return"),
+            "the same browser was refused: {landed}"
+        );
+        if a.exists("page-title").await {
+            let title = a.text("page-title").await;
+            assert_ne!(title, "Sign-in refused", "the same browser was refused");
+        }
+    })
+    .await;
+}
+
+/// One character changed in the middle of the return token: 400, and the login is not
+/// accepted (the untouched link still works afterwards).
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_tampered_token_rejected() {
+    e2e("e2e_tampered_token_rejected", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("tamper");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        b.start(FIRST_PARTY, None, None).await;
+        b.wait_for_login_site().await;
+        let challenge = last_login_challenge(&b).await;
+        let real = last_return_url(&b).await;
+        let token = param(&real, "t").expect("t");
+        let mut tampered = real.clone();
+        tampered
+            .query_pairs_mut()
+            .clear()
+            .append_pair("t", &tamper(&token));
+        assert_ne!(tampered, real);
+
+        let (status, title, _) = bridge_page(&b, &tampered).await;
+        assert_eq!(status, 400, "tampered token: {title}");
+        assert_eq!(title, "Invalid sign-in link");
+        assert_eq!(
+            stack.hydra_login_request(&challenge).await.0,
+            200,
+            "the login was accepted with a tampered token"
+        );
+
+        // The genuine link still leads through the login to the client.
+        b.goto(&real).await;
+        b.wait_for_login_site().await;
+        b.sign_in_with_google(&user).await;
+        let claims = b.wait_for_claims().await;
+        assert_eq!(claims["email"], user.email.as_str());
+    })
+    .await;
+}
+
+/// Waiting at the login site past Hydra's login/consent TTL (and the token's), then finishing
+/// the login: the browser is not stuck on an error page but restarts through Hydra's
+/// request_url and reaches the client (or a fresh login).
+#[tokio::test]
+#[ignore = "needs the short-TTL local stack; run ./scripts/test"]
+async fn e2e_expired_challenge_restarts() {
+    e2e_short_ttl("e2e_expired_challenge_restarts", |ctx| async move {
+        let stack = &ctx.stack;
+        assert!(
+            stack.login_consent_ttl <= Duration::from_secs(120),
+            "{} declares a login/consent TTL of {:?}: not a short-TTL stack",
+            stack.env_file.display(),
+            stack.login_consent_ttl
+        );
+        let user = GoogleUser::unique("expired");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        b.start(FIRST_PARTY, None, None).await;
+        b.wait_for_login_site().await;
+        let challenge = last_login_challenge(&b).await;
+        let exp = token_expiry(&last_return_url(&b).await);
+
+        // Sit at the login site until both Hydra's challenge and the return token are dead.
+        let patience = stack.login_consent_ttl + Duration::from_secs(60);
+        let deadline = Instant::now() + patience;
+        loop {
+            let (status, _) = stack.hydra_login_request(&challenge).await;
+            if status != 200 && now_epoch() >= exp {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "challenge still alive (HTTP {status}) after {patience:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+
+        let mark = b.mark().await;
+        b.sign_in_with_google(&user).await;
+        let mut landed = b
+            .wait_for_any(&["claims-json", "provider-google", "page-title"])
+            .await;
+        let returns = b
+            .since(mark)
+            .await
+            .responses_from(&stack.functions, "/login/return");
+        assert!(
+            !returns.is_empty(),
+            "the login did not come back to the bridge"
+        );
+        if landed == "page-title" {
+            // The bridge's page for an expired sign-in: it must offer the way back in.
+            let title = b.text("page-title").await;
+            let message = b.text("page-message").await;
+            if !b.exists("page-action").await {
+                panic!(
+                    "dead end after the TTL: bridge page {title:?} ({message}) without a way \
+                     to start again; /login/return answered {:?}",
+                    returns.iter().map(|d| d.status).collect::<Vec<_>>()
+                );
+            }
+            let href = b
+                .wait_for("page-action")
+                .await
+                .attr("href")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|h| Url::parse(&h).ok())
+                .expect("page-action href");
+            assert!(
+                bridge_e2e::same_origin(&href, &stack.hydra_public)
+                    && href.path() == "/oauth2/auth",
+                "the expired page offers {href}, not Hydra's request_url"
+            );
+            eprintln!("expired page {title:?} offers {href}; following it");
+            b.click("page-action").await;
+            landed = b.wait_for_any(&["claims-json", "provider-google"]).await;
+        }
+        let during = b.since(mark).await;
+        assert!(
+            during.requests.iter().any(|u| {
+                bridge_e2e::same_origin(u, &stack.hydra_public) && u.path() == "/oauth2/auth"
+            }),
+            "no restart through Hydra's request_url: {:?}",
+            during.requests
+        );
+        if landed == "claims-json" {
+            // The Kratos session made a moment ago signs the restarted request in (SSO).
+            let claims = b.wait_for_claims().await;
+            assert_eq!(claims["email"], user.email.as_str());
+        }
+    })
+    .await;
+}
+
+/// RP-initiated logout ends the Hydra session and the Kratos session.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_logout_ends_both_sessions() {
+    e2e("e2e_logout_ends_both_sessions", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("logout");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        google_login(&b, FIRST_PARTY, &user).await;
+        let cookie = b.kratos_cookie_header().await;
+        kratos_session(stack, &cookie).await;
+
+        let mut logout = stack.demo("logout");
+        logout
+            .query_pairs_mut()
+            .append_pair("client_id", FIRST_PARTY);
+        b.goto(&logout).await;
+        b.wait_for("logged-out").await;
+        assert_eq!(b.text("logout-state").await, "Logout state verified.");
+
+        let (status, body) = stack.whoami(&cookie).await;
+        assert_eq!(
+            status, 401,
+            "Kratos session still alive after logout: {body}"
+        );
+        // Hydra forgot the login too: the next login needs the login site again.
+        b.start(FIRST_PARTY, None, None).await;
+        b.wait_for_login_site().await;
+    })
+    .await;
+}
+
+/// Every HTML page the functions serve carries the security headers: the consent screen (real
+/// challenge), the error page, the 400 and 403 pages, and every page a browser saw.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_security_headers() {
+    e2e("e2e_security_headers", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = GoogleUser::unique("headers");
+        stack.put_google_user(&user).await;
+        let b = ctx.browser().await;
+        b.start(THIRD_PARTY, None, None).await;
+        b.wait_for_login_site().await;
+        let return_url = last_return_url(&b).await;
+        b.sign_in_with_google(&user).await;
+        b.wait_for("consent-title").await;
+        let consent_url = b.url().await;
+        assert_eq!(consent_url.path(), "/consent");
+
+        let pages: Vec<(&str, Url, u16)> = vec![
+            ("consent screen", consent_url.clone(), 200),
+            (
+                "error page",
+                stack.function("error?error=access_denied&error_description=Denied"),
+                200,
+            ),
+            ("login without challenge", stack.function("login"), 400),
+            (
+                "login with a malformed challenge",
+                stack.function("login?login_challenge=%3Cscript%3E"),
+                400,
+            ),
+            ("return without token", stack.function("login/return"), 400),
+            (
+                "return with garbage token",
+                stack.function("login/return?t=not.a.token"),
+                400,
+            ),
+            (
+                "return from a browser without the binding cookie",
+                return_url.clone(),
+                403,
+            ),
+            ("consent without challenge", stack.function("consent"), 400),
+            ("logout without challenge", stack.function("logout"), 400),
+        ];
+        for (what, url, status) in &pages {
+            let response = stack.get(url).await;
+            assert_eq!(response.status().as_u16(), *status, "{what}: {url}");
+            let headers = response.headers().clone();
+            let content_type = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            assert!(
+                content_type.starts_with("text/html"),
+                "{what}: {content_type}"
+            );
+            assert_secure_html_headers(what, &|name| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            });
+        }
+
+        // Finish in the browser, then check every document the functions sent it.
+        b.click("allow").await;
+        b.wait_for_claims().await;
+        let history = b.history().await;
+        let from_functions: Vec<&Document> = history
+            .responses
+            .iter()
+            .filter(|d| bridge_e2e::same_origin(&d.url, &stack.functions))
+            .collect();
+        assert!(from_functions.len() >= 4, "{from_functions:?}");
+        for document in from_functions {
+            let what = format!("{} {}", document.status, document.url.path());
+            if document
+                .header("content-type")
+                .unwrap_or_default()
+                .starts_with("text/html")
+            {
+                assert_secure_html_headers(&what, &|name| document.header(name).map(str::to_owned));
+            } else {
+                // Redirects carry the no-cache and no-referrer part too.
+                assert_eq!(
+                    document.header("referrer-policy"),
+                    Some("no-referrer"),
+                    "{what}"
+                );
+                assert!(
+                    document
+                        .header("cache-control")
+                        .unwrap_or_default()
+                        .contains("no-store"),
+                    "{what}"
+                );
+            }
+        }
+    })
+    .await;
+}
