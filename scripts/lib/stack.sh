@@ -17,6 +17,7 @@
 #   STACK_FREE_PORTS=1        pick free ports instead of the defaults of docs/design.md
 #   STACK_WITH_APPS=0         do not start functions, login site and demo client
 #   STACK_WITH_FUNCTIONS / STACK_WITH_LOGIN_SITE / STACK_WITH_DEMO_CLIENT = 0|1  (default: STACK_WITH_APPS)
+#   STACK_FUNCTIONS_RELOAD=0  cargo lambda watch --ignore-changes (tests: edits do not restart functions)
 #   STACK_REQUIRE_APPS=1      an app that does not build fails stack_start (default: warn, skip it)
 #   STACK_LOGIN_CONSENT_TTL_SECONDS (1800)  Hydra ttl.login_consent_request, also exported as
 #                             BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS
@@ -292,13 +293,20 @@ _stack_start_apps() {
     # _stack_app_builds: 0 builds, 1 does not build (skip), 2 does not build and STACK_REQUIRE_APPS=1.
     if [ "${STACK_WITH_FUNCTIONS:-$all}" = 1 ]; then
         rc=0
-        _stack_app_builds functions -p bridge-fn-login -p bridge-fn-login-return -p bridge-fn-consent \
-            -p bridge-fn-logout -p bridge-fn-error || rc=$?
+        # One binary at a time, as `cargo lambda watch` builds them (`cargo run --bin NAME`):
+        # building them together unifies features differently (only login-return turns on the
+        # DynamoDB SDK) and the watcher would then rebuild half the dependency tree on first call.
+        for a in login login-return consent logout error; do
+            [ $rc = 0 ] || break
+            _stack_app_builds "function-$a" --bin "$a" || rc=$?
+        done
         [ $rc = 2 ] && return 1
         if [ $rc = 0 ]; then
             # Run from the repo root (the router is in the root Cargo.toml); the functions get the
             # BRIDGE_* variables (exported above, same as .stack/env) from the inherited environment.
-            (cd "$STACK_ROOT" && _stack_spawn functions cargo lambda watch -A 127.0.0.1 -P "$FUNCTIONS_PORT") || return 1
+            # STACK_FUNCTIONS_RELOAD=0 (tests): no rebuild/restart when files in the checkout change.
+            (cd "$STACK_ROOT" && _stack_spawn functions cargo lambda watch -A 127.0.0.1 -P "$FUNCTIONS_PORT" \
+                $([ "${STACK_FUNCTIONS_RELOAD:-1}" = 0 ] && echo --ignore-changes)) || return 1
             STACK_APPS_STARTED="$STACK_APPS_STARTED functions"
         fi
     fi

@@ -357,16 +357,22 @@ mod tests {
 
     #[tokio::test]
     async fn no_session_seals_challenge_and_sets_binding_cookie() {
+        // Long and distinctive, so that it cannot appear in the random token by chance.
+        const CHALLENGE: &str = "visible-challenge-marker-visible-challenge-marker";
         let kit = Kit::new();
         kit.hydra.add_login(
-            "c1",
+            CHALLENGE,
             login_request(
                 false,
                 "",
                 "https://oauth.example.com/oauth2/auth?client_id=app",
             ),
         );
-        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        let response = handle(
+            get(&format!("/login?login_challenge={CHALLENGE}"), None),
+            &deps(&kit),
+        )
+        .await;
         assert_eq!(response.status(), 303);
         let target = Url::parse(&location(&response)).expect("url");
         assert_eq!(target.path(), "/self-service/login/browser");
@@ -377,7 +383,7 @@ mod tests {
             .expect("return_to");
         assert!(return_to.starts_with("https://auth.example.com/login/return?t="));
         assert!(
-            !return_to.contains("c1"),
+            !return_to.contains(CHALLENGE),
             "the challenge is sealed, not visible"
         );
         let cookie = set_cookies(&response).join("\n");
@@ -394,7 +400,7 @@ mod tests {
             .map(|(_, v)| v.into_owned())
             .expect("token");
         let opened = kit.codec().open(&token, kit.now()).expect("opens");
-        assert_eq!(opened.payload.login_challenge, "c1");
+        assert_eq!(opened.payload.login_challenge, CHALLENGE);
         assert_eq!(opened.payload.client_id.as_deref(), Some("app"));
     }
 
