@@ -3,8 +3,10 @@
 //! `DynamoReplayStore`) built from `Config::from_lookup` and `build_http_client`.
 //!
 //! - Replay race: one fresh token used by 16 concurrent requests, from 16 different Kratos
-//!   sessions and from one session, round after round, on the real conditional write in moto:
-//!   exactly one Hydra accept per round.
+//!   sessions and from one session, 100 rounds each (`BRIDGE_RACE_ROUNDS`), through the real
+//!   DynamoDB adapter and conditional write on moto: exactly one claim and one Hydra accept per
+//!   round. moto's requests are serialised by a proxy, because moto (unlike DynamoDB) checks a
+//!   condition and writes the item without a lock and can grant two claims under load.
 //! - Faults: a small HTTP-aware TCP proxy sits between the handlers and each upstream. For each
 //!   handler, each upstream it calls, each step (the n-th call to that upstream) and each fault
 //!   (connection closed, no answer before the timeout, 500, malformed JSON, request delivered but
@@ -38,7 +40,7 @@ use bridge::keyset::KeySet;
 use bridge::kratos::{
     AuthenticationMethod, KratosApi, KratosClient, KratosIdentity, KratosSession, VerifiableAddress,
 };
-use bridge::replay::{sha256_hex, Claim, ReplayStore};
+use bridge::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
 use bridge::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 use bridge::upstream::{build_http_client, Upstream, UpstreamError};
 use lambda_http::{Body, Request, Response};
@@ -284,17 +286,53 @@ impl HydraAdmin for CountingHydra {
     }
 }
 
+/// The replay store with a count of the claims it granted, per token: the bridge may tell Hydra
+/// to accept only after a granted claim.
+struct CountingStore {
+    inner: DynamoReplayStore,
+    granted: Mutex<HashMap<String, usize>>,
+}
+
+#[async_trait]
+impl ReplayStore for CountingStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, UpstreamError> {
+        let outcome = self.inner.claim(claim).await?;
+        if outcome == ClaimOutcome::Claimed {
+            *self
+                .granted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(claim.key.clone())
+                .or_default() += 1;
+        }
+        Ok(outcome)
+    }
+    async fn complete(&self, claim: &Claim, redirect_to: &str) -> Result<(), UpstreamError> {
+        self.inner.complete(claim, redirect_to).await
+    }
+    async fn release(&self, claim: &Claim) -> Result<(), UpstreamError> {
+        self.inner.release(claim).await
+    }
+}
+
 const RACERS: usize = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs the local stack; run ./scripts/test"]
 async fn replay_race_on_moto_has_one_winner_per_round() {
     let stack = Stack::load();
+    // Rounds per mode: 2 x 100 = 200 rounds by default (about a minute on 2 cores).
     let rounds: usize = std::env::var("BRIDGE_RACE_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
-    let config = stack.config(&[]);
+        .unwrap_or(100);
+    // moto through a proxy that serialises its requests: DynamoDB's atomic conditional write.
+    let moto = Proxy::serialized(stack.addr("MOTO_URL"));
+    let config = stack.config(&[("BRIDGE_DYNAMODB_ENDPOINT", moto.url.clone())]);
+    let store = Arc::new(CountingStore {
+        inner: DynamoReplayStore::from_config(&config).expect("replay store"),
+        granted: Mutex::new(HashMap::new()),
+    });
     let hydra = Arc::new(CountingHydra {
         public: config
             .hydra_public_url
@@ -307,7 +345,7 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
         tokens: codec(&config, &stack),
         hydra: hydra.clone(),
         kratos: Arc::new(FakeKratos),
-        replay: Arc::new(DynamoReplayStore::from_config(&config).expect("replay store")),
+        replay: store.clone(),
         clock: system_clock(),
         config,
     });
@@ -367,6 +405,22 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
                 .get(&challenge)
                 .copied()
                 .unwrap_or(0);
+            let opened = deps.tokens.open(&token, SystemTime::now()).expect("open");
+            let granted = store
+                .granted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&sha256_hex(&opened.jti))
+                .copied()
+                .unwrap_or(0);
+            assert!(
+                accepts <= granted,
+                "round {round}: {accepts} Hydra accepts for {granted} granted claims"
+            );
+            assert_eq!(
+                granted, 1,
+                "round {round}: the store granted {granted} claims for one token"
+            );
             assert_eq!(
                 accepts, 1,
                 "round {round}: Hydra was told to accept {accepts} times"
@@ -383,7 +437,7 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
         let mut by_status: Vec<_> = statuses.into_iter().collect();
         by_status.sort();
         report(&format!(
-            "races: {} {rounds} rounds x {RACERS} concurrent uses of one token on moto, {won} rounds with exactly 1 Hydra accept, responses {:?}",
+            "races: {} {rounds} rounds x {RACERS} concurrent uses of one token through the real DynamoDB adapter on moto (requests serialised, as DynamoDB applies conditional writes atomically), {won} rounds with exactly 1 claim and 1 Hydra accept, responses {:?}",
             if same_session { "same session" } else { "different sessions" },
             by_status
         ));
@@ -426,6 +480,8 @@ const STALL: Duration = Duration::from_millis(1500);
 
 #[derive(Default)]
 struct ProxyState {
+    /// Forward one request at a time (see [`Proxy::serialized`]).
+    serialize: bool,
     /// Requests still passed before the fault applies.
     passes_left: usize,
     fault: Option<Fault>,
@@ -459,9 +515,22 @@ impl Proxy {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A proxy that hands the upstream one request at a time. moto evaluates a condition
+    /// expression and writes the item without a lock (`Table.put_item` in
+    /// moto/dynamodb/models/table.py), so under load two concurrent conditional writes can both
+    /// succeed; DynamoDB itself applies conditional writes to an item atomically. Serialising the
+    /// requests gives moto DynamoDB's semantics while the handlers still race each other.
+    fn serialized(upstream: SocketAddr) -> Self {
+        let proxy = Self::start(upstream);
+        proxy.lock().serialize = true;
+        proxy
+    }
+
     /// Passes `passes` requests, then applies `fault` to every request until [`Proxy::heal`].
     fn arm(&self, passes: usize, fault: Fault) {
-        *self.lock() = ProxyState {
+        let mut state = self.lock();
+        *state = ProxyState {
+            serialize: state.serialize,
             passes_left: passes,
             fault: Some(fault),
             ..ProxyState::default()
@@ -469,7 +538,11 @@ impl Proxy {
     }
 
     fn heal(&self) {
-        *self.lock() = ProxyState::default();
+        let mut state = self.lock();
+        *state = ProxyState {
+            serialize: state.serialize,
+            ..ProxyState::default()
+        };
     }
 
     fn counts(&self) -> (usize, usize) {
@@ -483,10 +556,11 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, state: &Mutex<ProxyState>)
     let Some(request) = read_request(&mut client) else {
         return;
     };
-    let fault = {
+    let (fault, serialize) = {
         let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         state.requests += 1;
-        match state.fault {
+        let serialize = state.serialize;
+        let fault = match state.fault {
             Some(fault) if state.passes_left == 0 => {
                 state.faulted += 1;
                 fault
@@ -495,8 +569,11 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, state: &Mutex<ProxyState>)
                 state.passes_left = state.passes_left.saturating_sub(1);
                 Fault::Pass
             }
-        }
+        };
+        (fault, serialize)
     };
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = serialize.then(|| ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner()));
     match fault {
         Fault::Close => {}
         Fault::Stall => std::thread::sleep(STALL),
@@ -1230,7 +1307,7 @@ async fn killed_lambda_claim_expires_and_the_link_works_again() {
     };
     assert_eq!(
         store.claim(&dead).await.expect("claim in moto"),
-        bridge::replay::ClaimOutcome::Claimed
+        ClaimOutcome::Claimed
     );
     let started = Instant::now();
     let blocked = rig.run(&call).await;
