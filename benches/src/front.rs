@@ -41,7 +41,8 @@ pub struct Record {
 impl Record {
     /// Total time spent waiting on upstreams, in milliseconds.
     pub fn upstream_ms(&self) -> f64 {
-        self.calls.iter().map(Call::wait_ms).sum()
+        // `+ 0.0`: an empty f64 sum is -0.0.
+        self.calls.iter().map(Call::wait_ms).sum::<f64>() + 0.0
     }
 }
 

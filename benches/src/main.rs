@@ -61,6 +61,8 @@ struct Args {
     probes: Vec<(String, PathBuf)>,
     /// Which phases to run (all when empty): init, proxy, cold, warm, memory, rps.
     phases: Vec<String>,
+    /// Extra environment for the functions, hello-bench and init-probe (`NAME=VALUE`).
+    fn_env: Vec<(String, String)>,
 }
 
 impl Args {
@@ -83,6 +85,7 @@ impl Args {
             rps_requests: 0,
             probes: Vec::new(),
             phases: Vec::new(),
+            fn_env: Vec::new(),
         };
         let mut it = std::env::args().skip(1);
         while let Some(arg) = it.next() {
@@ -99,6 +102,11 @@ impl Args {
                 "--warm-reps" => args.warm_reps = number(&value("--warm-reps")?)?,
                 "--invocations" => args.invocations = number(&value("--invocations")?)?,
                 "--rps-requests" => args.rps_requests = number(&value("--rps-requests")?)?,
+                "--fn-env" => {
+                    let v = value("--fn-env")?;
+                    let (name, val) = v.split_once('=').ok_or("--fn-env needs NAME=VALUE")?;
+                    args.fn_env.push((name.to_owned(), val.to_owned()));
+                }
                 "--phases" => {
                     args.phases = value("--phases")?.split(',').map(str::to_owned).collect()
                 }
@@ -108,7 +116,7 @@ impl Args {
                     args.probes.push((name.to_owned(), PathBuf::from(path)));
                 }
                 "-h" | "--help" => {
-                    println!("usage: bridge-bench [--env FILE] [--bin-dir DIR] [--out DIR] [--criterion-dir DIR] [--lambda-dir DIR] [--quick] [--check] [--cold-samples N] [--warm-reps N] [--invocations N] [--rps-requests N] [--probe NAME=PATH]... [--phases init,proxy,cold,warm,memory,rps]");
+                    println!("usage: bridge-bench [--env FILE] [--bin-dir DIR] [--out DIR] [--criterion-dir DIR] [--lambda-dir DIR] [--quick] [--check] [--cold-samples N] [--warm-reps N] [--invocations N] [--rps-requests N] [--probe NAME=PATH]... [--phases init,proxy,cold,warm,memory,rps] [--fn-env NAME=VALUE]...");
                     std::process::exit(0);
                 }
                 other => return Err(format!("unknown argument {other}")),
@@ -187,7 +195,8 @@ struct Ctx {
     admin: reqwest::Client,
 }
 
-fn launch(ctx_args: &Args, name: &str, env: Vec<(String, String)>, tag: &str) -> Launch {
+fn launch(ctx_args: &Args, name: &str, mut env: Vec<(String, String)>, tag: &str) -> Launch {
+    env.extend(ctx_args.fn_env.iter().cloned());
     Launch {
         binary: ctx_args.bin_dir.join(name),
         name: name.to_owned(),
@@ -274,6 +283,14 @@ async fn run(args: &Args) -> Result<Summary, String> {
     );
     summary.meta.insert("machine".into(), machine());
     summary.meta.insert(
+        "extra_function_env".into(),
+        json!(args
+            .fn_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()),
+    );
+    summary.meta.insert(
         "samples".into(),
         json!({
             "cold_starts_per_function": args.cold_samples,
@@ -355,6 +372,12 @@ async fn init_probe(ctx: &Ctx, summary: &mut Summary) -> Result<(), String> {
         for (name, path) in &probes {
             let output = tokio::process::Command::new(path)
                 .env_clear()
+                .envs(
+                    ctx.args
+                        .fn_env
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str())),
+                )
                 .output()
                 .await
                 .map_err(|e| format!("{}: {e}", path.display()))?;
