@@ -1589,8 +1589,39 @@ async fn sealed_request_urls_never_leave_hydra() {
             &format!("login entry with request_url {target:?}"),
             violations(&response),
         );
+        // The token expired: the 410 page may offer "Start again" through the sealed
+        // request_url, but only on Hydra's public origin.
+        kit.advance(kit.config.token_ttl + Duration::from_secs(1));
+        let response = login_return::handle(
+            get(&return_link(&token), Some(&return_cookies(&binding))),
+            &return_deps(&kit),
+        )
+        .await;
+        let mut problems = violations(&response);
+        if response.status() != 410 {
+            problems.push(format!("status {}", response.status()));
+        }
+        problems.extend(absolute_links_off_hydra(&body(&response)));
+        tally.record(
+            &format!("expired token with request_url {target:?}"),
+            problems,
+        );
     }
     tally.finish();
+}
+
+/// Absolute links on a page that do not lead to Hydra's public origin.
+fn absolute_links_off_hydra(page: &str) -> Vec<String> {
+    page.split("href=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(unescape)
+        .filter(|href| !href.starts_with('/') || href.starts_with("//"))
+        .filter(|href| {
+            !href.starts_with(&format!("{HYDRA_ORIGIN}/")) || location_problem(href).is_some()
+        })
+        .map(|href| format!("page links to {href:?}"))
+        .collect()
 }
 
 // ------------------------------------------------------------------------------------------
@@ -2525,6 +2556,9 @@ fn the_checker_catches_what_it_should() {
     assert!(!html_problems("<a href=\"//evil.example\">x</a>").is_empty());
     assert!(!html_problems("<a href=\"/\\evil.example\">x</a>").is_empty());
     assert!(html_problems("<a class=\"button\" href=\"/login?x=1&amp;y=2\">x</a>").is_empty());
+    assert!(!absolute_links_off_hydra("<a href=\"https://evil.example/\">x</a>").is_empty());
+    assert!(!absolute_links_off_hydra("<a href=\"//evil.example/\">x</a>").is_empty());
+    assert!(absolute_links_off_hydra("<a href=\"https://oauth.example.com/oauth2/auth?a=1&amp;b=2\">x</a><a href=\"/login\">y</a>").is_empty());
     assert!(cookie_problem("__Host-bridge_binding=abc; Path=/").is_some());
     assert!(cookie_problem(&format!(
         "__Host-bridge_binding={}; Path=/; Max-Age=600; HttpOnly; SameSite=Lax; Secure",
