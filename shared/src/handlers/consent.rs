@@ -277,18 +277,14 @@ fn is_web_url(raw: &str) -> bool {
 
 fn consent_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
     tracing::warn!(flow = %flow, event = "hydra_consent_failed", error = %error, "cannot use the consent challenge");
-    match error {
-        UpstreamError::NotFound { .. } => Failure::BadRequest {
-            title: "Unknown consent request",
-            message: "This consent request is not known. Please start again from the application.",
-            restart: None,
-        },
-        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
-        e if e.is_transient() => Failure::Unavailable {
-            retry: (request.method() == http::Method::GET).then(|| request::same_link(request)),
-        },
-        _ => Failure::BadGateway,
-    }
+    let unknown = Failure::BadRequest {
+        title: "Unknown consent request",
+        message: "This consent request is not known. Please start again from the application.",
+        restart: None,
+    };
+    // A form cannot be re-sent by a link; after a failed POST the user goes back to the page.
+    let retry = (request.method() == http::Method::GET).then(|| request::same_link(request));
+    super::challenge_failure(error, unknown, retry)
 }
 
 #[cfg(test)]

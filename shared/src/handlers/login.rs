@@ -176,18 +176,12 @@ async fn accept_and_redirect(
 
 fn login_request_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
     tracing::warn!(flow = %flow, event = "hydra_login_request_failed", error = %error, "cannot use the login challenge");
-    match error {
-        UpstreamError::NotFound { .. } => Failure::BadRequest {
-            title: "Unknown sign-in request",
-            message: "This sign-in request is not known. Please start again from the application.",
-            restart: None,
-        },
-        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
-        e if e.is_transient() => Failure::Unavailable {
-            retry: Some(request::same_link(request)),
-        },
-        _ => Failure::BadGateway,
-    }
+    let unknown = Failure::BadRequest {
+        title: "Unknown sign-in request",
+        message: "This sign-in request is not known. Please start again from the application.",
+        restart: None,
+    };
+    super::challenge_failure(error, unknown, Some(request::same_link(request)))
 }
 
 #[cfg(test)]

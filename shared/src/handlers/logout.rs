@@ -76,18 +76,12 @@ async fn run(request: &Request, deps: &LogoutDeps) -> Result<Response<Body>, Fai
 
 fn logout_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
     tracing::warn!(flow = %flow, event = "logout_failed", error = %error, "logout not completed");
-    match error {
-        UpstreamError::NotFound { .. } => Failure::BadRequest {
-            title: "Unknown logout request",
-            message: "This logout request is not known. You may already be logged out.",
-            restart: None,
-        },
-        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
-        e if e.is_transient() => Failure::Unavailable {
-            retry: Some(request::same_link(request)),
-        },
-        _ => Failure::BadGateway,
-    }
+    let unknown = Failure::BadRequest {
+        title: "Unknown logout request",
+        message: "This logout request is not known. You may already be logged out.",
+        restart: None,
+    };
+    super::challenge_failure(error, unknown, Some(request::same_link(request)))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::hydra::{AcceptLogin, RedirectTo};
 use crate::kratos::KratosSession;
 use crate::response::Failure;
+use crate::upstream::UpstreamError;
 
 /// The clock handlers read, injectable so tests can expire tokens and sessions.
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -49,6 +50,22 @@ pub(crate) fn require_method(request: &Request, allowed: &[http::Method]) -> Res
         Ok(())
     } else {
         Err(Failure::MethodNotAllowed)
+    }
+}
+
+/// How an upstream failure around one Hydra request becomes a page, the same for every route:
+/// an unknown challenge is `unknown` (a 400 in the route's words), an expired or used one 410, a
+/// passing failure 503 offering `retry`, and any other refusal 502.
+pub(crate) fn challenge_failure(
+    error: UpstreamError,
+    unknown: Failure,
+    retry: Option<String>,
+) -> Failure {
+    match error {
+        UpstreamError::NotFound { .. } => unknown,
+        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
+        e if e.is_transient() => Failure::Unavailable { retry },
+        _ => Failure::BadGateway,
     }
 }
 
