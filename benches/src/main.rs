@@ -14,6 +14,7 @@ mod apigw;
 mod browser;
 mod emulator;
 mod front;
+mod load;
 mod process;
 mod proxy;
 mod report;
@@ -144,6 +145,9 @@ fn number(text: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("load") {
+        return load_main();
+    }
     let args = match Args::parse() {
         Ok(args) => args,
         Err(e) => {
@@ -173,6 +177,32 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
         }
+        Err(e) => {
+            eprintln!("bridge-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `bridge-bench load ...`: steady-rate logins (load.rs); exit 1 when the rate was not sustained.
+fn load_main() -> ExitCode {
+    let args = match load::LoadArgs::parse(std::env::args().skip(2)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("bridge-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    match runtime
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(load::run(&args)))
+    {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("bridge-bench: {e}");
             ExitCode::from(2)
