@@ -88,13 +88,19 @@ stack_render() {
 _stack_listening() { ss -Htln 2>/dev/null | awk '{ n = split($4, a, ":"); print a[n] }' | sort -u; }
 
 # _stack_pick_ports N: N distinct free TCP ports in 20000-59999, one per line.
+# Ports come from below the kernel's ephemeral range (ip_local_port_range), so that no outgoing
+# connection between the parts (or anything else on the machine) can hold one when a server binds it.
 _stack_pick_ports() {
-    _stack_listening | awk -v n="$1" -v seed="$$$(date +%N 2>/dev/null | cut -c1-4)" '
+    local low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null) || low=32768
+    case $low in '' | *[!0-9]*) low=32768 ;; esac
+    [ "$low" -gt 16000 ] || low=32768
+    _stack_listening | awk -v n="$1" -v low="$low" -v seed="$$$(date +%N 2>/dev/null | cut -c1-4)" '
         { busy[$1] = 1 }
         END {
             srand(seed); got = 0
             while (got < n) {
-                p = 20000 + int(rand() * 40000)
+                p = 15000 + int(rand() * (low - 15000))
                 if (!(p in busy)) { busy[p] = 1; print p; got++ }
             }
         }'
