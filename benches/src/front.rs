@@ -179,6 +179,20 @@ impl Router {
 
 /// Serves `router` on `addr` (the stack's FUNCTIONS_URL port) until the harness exits.
 pub async fn serve(router: Arc<Router>, addr: SocketAddr) -> std::io::Result<()> {
+    serve_http(addr, move |request| {
+        let router = router.clone();
+        async move { handle(request, &router).await }
+    })
+    .await
+}
+
+/// Serves HTTP/1 on `addr` until the harness exits, handing every request to `handle`; the bench
+/// front and the load front differ only in what they do with a request.
+pub async fn serve_http<H, F>(addr: SocketAddr, handle: H) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         loop {
@@ -186,11 +200,11 @@ pub async fn serve(router: Arc<Router>, addr: SocketAddr) -> std::io::Result<()>
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let router = router.clone();
+            let handle = handle.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
-                    let router = router.clone();
-                    async move { Ok::<_, Infallible>(handle(request, &router).await) }
+                    let response = handle(request);
+                    async move { Ok::<_, Infallible>(response.await) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -201,14 +215,15 @@ pub async fn serve(router: Arc<Router>, addr: SocketAddr) -> std::io::Result<()>
     Ok(())
 }
 
-async fn handle(request: Request<Incoming>, router: &Router) -> Response<Full<Bytes>> {
+/// The browser's request as the API Gateway front sees it (whole body read).
+pub async fn read_request(request: Request<Incoming>) -> HttpRequest {
     let (parts, body) = request.into_parts();
     let body = body
         .collect()
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let http_request = HttpRequest {
+    HttpRequest {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
         query: parts.uri.query().unwrap_or("").to_owned(),
@@ -218,7 +233,11 @@ async fn handle(request: Request<Incoming>, router: &Router) -> Response<Full<By
             .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
         body,
-    };
+    }
+}
+
+async fn handle(request: Request<Incoming>, router: &Router) -> Response<Full<Bytes>> {
+    let http_request = read_request(request).await;
     let started = Instant::now();
     match router.invoke(&http_request).await {
         Ok(answer) => {

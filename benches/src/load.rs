@@ -16,7 +16,6 @@
 //!   group recorded in `<stack state>/pids/<part>`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,12 +23,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use crate::apigw::{self, HttpRequest};
 use crate::browser::{query_param, Browser};
@@ -212,46 +209,15 @@ impl Front {
 }
 
 async fn serve(front: Arc<Front>, addr: SocketAddr) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let front = front.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let front = front.clone();
-                    async move { Ok::<_, Infallible>(handle(request, &front).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Ok(())
+    crate::front::serve_http(addr, move |request| {
+        let front = front.clone();
+        async move { handle(request, &front).await }
+    })
+    .await
 }
 
 async fn handle(request: Request<Incoming>, front: &Front) -> Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes().to_vec())
-        .unwrap_or_default();
-    let request = HttpRequest {
-        method: parts.method.as_str().to_owned(),
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        headers: parts
-            .headers
-            .iter()
-            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
-        body,
-    };
+    let request = crate::front::read_request(request).await;
     match front.invoke(&request).await {
         Ok(answer) => {
             let mut response = Response::new(Full::new(Bytes::from(answer.body)));
