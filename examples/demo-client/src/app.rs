@@ -126,6 +126,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/logout", get(logout))
         .route("/logged-out", get(logged_out))
         .route("/style.css", get(stylesheet))
+        // The stack registers these as the third-party client's logo, policy and terms, so the
+        // consent page has something real to show and link to.
+        .route("/logo.svg", get(logo))
+        .route("/policy", get(|| legal("Privacy policy")))
+        .route("/tos", get(|| legal("Terms of service")))
         .fallback(not_found)
         .layer(middleware::map_response(security_headers))
         .with_state(state)
@@ -644,6 +649,22 @@ async fn stylesheet() -> Response {
         include_str!("../templates/style.css"),
     )
         .into_response()
+}
+
+async fn logo() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../templates/logo.svg"),
+    )
+        .into_response()
+}
+
+/// A placeholder legal page for the demo client (the titles are fixed strings, never input).
+async fn legal(title: &'static str) -> Response {
+    Html(format!(
+        "<!doctype html><title>{title}</title><h1>{title}</h1><p>The demo client has no real {title}.</p>"
+    ))
+    .into_response()
 }
 
 async fn not_found() -> Response {
