@@ -240,26 +240,7 @@ async fn handle(request: Request<Incoming>, router: &Router) -> Response<Full<By
     let http_request = read_request(request).await;
     let started = Instant::now();
     match router.invoke(&http_request).await {
-        Ok(answer) => {
-            let mut response = Response::new(Full::new(Bytes::from(answer.body)));
-            *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
-                .unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-            let headers = response.headers_mut();
-            for (name, value) in &answer.headers {
-                if let (Ok(name), Ok(value)) = (
-                    hyper::header::HeaderName::from_bytes(name.as_bytes()),
-                    hyper::header::HeaderValue::from_str(value),
-                ) {
-                    headers.append(name, value);
-                }
-            }
-            for cookie in &answer.cookies {
-                if let Ok(value) = hyper::header::HeaderValue::from_str(cookie) {
-                    headers.append(hyper::header::SET_COOKIE, value);
-                }
-            }
-            response
-        }
+        Ok(answer) => to_hyper(answer),
         Err(error) => {
             eprintln!(
                 "[bench] front: {} {} failed after {:?}: {error}",
@@ -267,9 +248,36 @@ async fn handle(request: Request<Incoming>, router: &Router) -> Response<Full<By
                 http_request.path,
                 started.elapsed()
             );
-            let mut response = Response::new(Full::new(Bytes::from(error)));
-            *response.status_mut() = hyper::StatusCode::BAD_GATEWAY;
-            response
+            bad_gateway(error)
         }
     }
+}
+
+/// A function's answer as the HTTP response the browser gets (what API Gateway does with it).
+pub fn to_hyper(answer: HttpResponse) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() =
+        hyper::StatusCode::from_u16(answer.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    let headers = response.headers_mut();
+    for (name, value) in &answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    for cookie in &answer.cookies {
+        if let Ok(value) = hyper::header::HeaderValue::from_str(cookie) {
+            headers.append(hyper::header::SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The answer when a function could not be invoked at all.
+pub fn bad_gateway(error: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(error)));
+    *response.status_mut() = hyper::StatusCode::BAD_GATEWAY;
+    response
 }

@@ -219,31 +219,10 @@ async fn serve(front: Arc<Front>, addr: SocketAddr) -> std::io::Result<()> {
 async fn handle(request: Request<Incoming>, front: &Front) -> Response<Full<Bytes>> {
     let request = crate::front::read_request(request).await;
     match front.invoke(&request).await {
-        Ok(answer) => {
-            let mut response = Response::new(Full::new(Bytes::from(answer.body)));
-            *response.status_mut() = hyper::StatusCode::from_u16(answer.status)
-                .unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-            let headers = response.headers_mut();
-            for (name, value) in &answer.headers {
-                if let (Ok(name), Ok(value)) = (
-                    hyper::header::HeaderName::from_bytes(name.as_bytes()),
-                    hyper::header::HeaderValue::from_str(value),
-                ) {
-                    headers.append(name, value);
-                }
-            }
-            for cookie in &answer.cookies {
-                if let Ok(value) = hyper::header::HeaderValue::from_str(cookie) {
-                    headers.append(hyper::header::SET_COOKIE, value);
-                }
-            }
-            response
-        }
+        Ok(answer) => crate::front::to_hyper(answer),
         Err(error) => {
             eprintln!("[load] front: {} {}: {error}", request.method, request.path);
-            let mut response = Response::new(Full::new(Bytes::from(error)));
-            *response.status_mut() = hyper::StatusCode::BAD_GATEWAY;
-            response
+            crate::front::bad_gateway(error)
         }
     }
 }
