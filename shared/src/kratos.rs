@@ -125,7 +125,7 @@ impl KratosClient {
         format!("{}{path}", self.public_url.as_str().trim_end_matches('/'))
     }
 
-    fn admin(&self, path: &str) -> reqwest::RequestBuilder {
+    fn admin_delete(&self, path: &str) -> reqwest::RequestBuilder {
         let url = format!("{}{path}", self.admin_url.as_str().trim_end_matches('/'));
         let request = self.http.delete(url);
         match &self.admin_header {
@@ -169,7 +169,7 @@ impl KratosApi for KratosClient {
 
     async fn revoke_session(&self, session_id: &str) -> Result<(), UpstreamError> {
         let path = format!("/admin/sessions/{}", urlencode_segment(session_id));
-        match upstream::send(Upstream::Kratos, self.admin(&path)).await {
+        match upstream::send(Upstream::Kratos, self.admin_delete(&path)).await {
             Ok(_) | Err(UpstreamError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
