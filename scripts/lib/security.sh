@@ -128,6 +128,22 @@ security_supply_chain() {
     _sec_out "$(printf 'supply chain: licenses ok, bans ok, sources ok (%s duplicate-version warnings)' \
         "$(grep -c '^warning\[duplicate\]' "$out")")"
 
+    # The deployed functions use rustls on ring and no AWS SDK (docs/performance.md): aws-lc and
+    # the SDK may serve the dev tools, but must not reach a function binary again unnoticed.
+    local fn linked=""
+    for fn in login login-return consent logout error; do
+        if (cd "$root" && cargo tree --locked -e normal -p "bridge-fn-$fn" --prefix none) 2>/dev/null |
+            grep -qE '^(aws-lc-rs|aws-lc-sys|aws-sdk-|aws-smithy-http-client|openssl) '; then
+            linked="$linked $fn"
+        fi
+    done
+    if [ -n "$linked" ]; then
+        _sec_out "supply chain: aws-lc / AWS SDK / OpenSSL linked into:$linked FAILED"
+        rm -f "$out"
+        return 1
+    fi
+    _sec_out "supply chain: functions free of aws-lc, the AWS SDK and OpenSSL"
+
     rc=0
     (cd "$root" && cargo deny --locked check --hide-inclusion-graph advisories) >"$out" 2>&1 || rc=$?
     if [ "$rc" = 0 ]; then

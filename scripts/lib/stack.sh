@@ -299,9 +299,8 @@ _stack_start_apps() {
     # _stack_app_builds: 0 builds, 1 does not build (skip), 2 does not build and STACK_REQUIRE_APPS=1.
     if [ "${STACK_WITH_FUNCTIONS:-$all}" = 1 ]; then
         rc=0
-        # One binary at a time, as `cargo lambda watch` builds them (`cargo run --bin NAME`):
-        # building them together unifies features differently (only login-return turns on the
-        # DynamoDB SDK) and the watcher would then rebuild half the dependency tree on first call.
+        # One binary at a time, as `cargo lambda watch` builds them (`cargo run --bin NAME`), so the
+        # watcher finds every artifact fresh on the first call and builds nothing then.
         for a in login login-return consent logout error; do
             [ $rc = 0 ] || break
             _stack_app_builds "function-$a" --bin "$a" || rc=$?

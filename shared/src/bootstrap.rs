@@ -71,11 +71,10 @@ pub async fn login() -> Result<LoginDeps, StartupError> {
 }
 
 /// Dependencies of the return function.
-#[cfg(feature = "dynamodb")]
 pub async fn login_return() -> Result<crate::handlers::login_return::ReturnDeps, StartupError> {
     let Common { config, http } = common(Needs { replay_table: true })?;
     let keys = keys(&http).await?;
-    let replay = crate::dynamo::DynamoReplayStore::from_config(&config)?;
+    let replay = crate::dynamo::DynamoReplayStore::from_config(&config, http.clone())?;
     Ok(crate::handlers::login_return::ReturnDeps {
         hydra: Arc::new(HydraClient::new(http.clone(), &config)),
         kratos: Arc::new(KratosClient::new(http, &config)),

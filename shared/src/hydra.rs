@@ -349,7 +349,7 @@ mod tests {
 
     fn client(server: &MockServer) -> HydraClient {
         HydraClient {
-            http: Client::new(),
+            http: crate::upstream::test_client(),
             admin_url: Url::parse(&server.uri()).expect("url"),
             admin_header: Some(AdminHeader {
                 name: "X-Gateway-Key".to_owned(),

@@ -10,12 +10,10 @@ use std::fmt;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-use aws_sigv4::sign::v4;
-use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::aws_json::{error_type, AwsJsonEndpoint, SECRETS_MANAGER};
 use crate::keyset::{KeySet, KeySetError};
 
 /// Env var holding the key set JSON itself (local runs; see `docs/design.md`).
@@ -23,10 +21,7 @@ pub const KEYSET_JSON_VAR: &str = "BRIDGE_KEYSET_JSON";
 /// Env var holding the ARN (or name) of the Secrets Manager secret whose string is the key set.
 pub const KEYSET_SECRET_ARN_VAR: &str = "BRIDGE_KEYSET_SECRET_ARN";
 
-const SERVICE_NAME: &str = "secretsmanager";
-const TARGET_HEADER: &str = "x-amz-target";
-const GET_SECRET_VALUE_TARGET: &str = "secretsmanager.GetSecretValue";
-const AWS_JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+const SERVICE_NAME: &str = SECRETS_MANAGER.signing_name;
 
 /// Why the key set could not be located or loaded.
 ///
@@ -237,12 +232,6 @@ struct GetSecretValueResponse {
     secret_string: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct AwsErrorResponse {
-    #[serde(rename = "__type")]
-    error_type: Option<String>,
-}
-
 impl SecretsManagerSecret {
     async fn fetch(
         &self,
@@ -258,15 +247,7 @@ impl SecretsManagerSecret {
         let status = response.status();
         let body = response.bytes().await.map_err(KeySourceError::Transport)?;
         if !status.is_success() {
-            let error_type = serde_json::from_slice::<AwsErrorResponse>(&body)
-                .ok()
-                .and_then(|error| error.error_type)
-                // Some endpoints prefix the type with a namespace: `...#AccessDeniedException`.
-                .map(|error_type| match error_type.rsplit_once('#') {
-                    Some((_, short)) => short.to_owned(),
-                    None => error_type,
-                })
-                .unwrap_or_else(|| "unknown error".to_owned());
+            let error_type = error_type(&body).unwrap_or_else(|| "unknown error".to_owned());
             return Err(KeySourceError::Refused {
                 secret_id: self.secret_id.clone(),
                 status: status.as_u16(),
@@ -284,9 +265,7 @@ impl SecretsManagerSecret {
             })
     }
 
-    /// Builds the SigV4-signed `GetSecretValue` request. The signer sees exactly the method, URL,
-    /// headers and body bytes that reqwest then sends; `host` is derived from the URL the same way
-    /// by both (default ports omitted).
+    /// Builds the SigV4-signed `GetSecretValue` request.
     fn signed_request(
         &self,
         http: &reqwest::Client,
@@ -294,49 +273,14 @@ impl SecretsManagerSecret {
     ) -> Result<reqwest::Request, KeySourceError> {
         let body = serde_json::to_vec(&serde_json::json!({ "SecretId": self.secret_id }))
             .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
-        let identity = self.credentials.clone().into();
-        let signing_params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(SERVICE_NAME)
-            .time(now)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|error| KeySourceError::Signing(Box::new(error)))?
-            .into();
-        let signed_headers = [
-            (CONTENT_TYPE.as_str(), AWS_JSON_CONTENT_TYPE),
-            (TARGET_HEADER, GET_SECRET_VALUE_TARGET),
-        ];
-        let signable = SignableRequest::new(
-            "POST",
-            self.endpoint.as_str(),
-            signed_headers.into_iter(),
-            SignableBody::Bytes(&body),
+        AwsJsonEndpoint::new(
+            SECRETS_MANAGER,
+            self.region.clone(),
+            self.endpoint.clone(),
+            self.credentials.clone(),
         )
-        .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
-        let (instructions, _signature) = sign(signable, &signing_params)
-            .map_err(|error| KeySourceError::Signing(Box::new(error)))?
-            .into_parts();
-
-        let mut builder = http.post(self.endpoint.clone());
-        for (name, value) in signed_headers {
-            builder = builder.header(name, value);
-        }
-        for header in instructions.headers() {
-            let (name, value) = header;
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
-            let mut value = HeaderValue::from_str(value)
-                .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
-            // Keeps the signature and session token out of any header debug output.
-            value.set_sensitive(true);
-            builder = builder.header(name, value);
-        }
-        builder
-            .body(body)
-            .build()
-            .map_err(KeySourceError::Transport)
+        .signed_request(http, "GetSecretValue", body, now)
+        .map_err(|error| KeySourceError::Signing(Box::new(error)))
     }
 }
 
@@ -474,12 +418,12 @@ mod tests {
     async fn inline_source_parses_the_json() {
         let source =
             KeySource::from_vars(lambda_vars(&[(KEYSET_JSON_VAR, &keyset_json())])).unwrap();
-        let keys = source.load(&reqwest::Client::new()).await.unwrap();
+        let keys = source.load(&crate::upstream::test_client()).await.unwrap();
         assert_eq!(keys.current().kid(), "k1");
 
         let broken = KeySource::from_vars(lambda_vars(&[(KEYSET_JSON_VAR, "{")])).unwrap();
         assert!(matches!(
-            broken.load(&reqwest::Client::new()).await,
+            broken.load(&crate::upstream::test_client()).await,
             Err(KeySourceError::KeySet(KeySetError::InvalidJson { .. }))
         ));
     }
@@ -566,7 +510,7 @@ mod tests {
             .unwrap()
             .with_secrets_manager_endpoint(&server.uri())
             .unwrap();
-        let keys = source.load(&reqwest::Client::new()).await.unwrap();
+        let keys = source.load(&crate::upstream::test_client()).await.unwrap();
         assert_eq!(keys.current().kid(), "k1");
 
         let received = server.received_requests().await.unwrap();
@@ -595,7 +539,10 @@ mod tests {
             .unwrap()
             .with_secrets_manager_endpoint(&server.uri())
             .unwrap();
-        let error = source.load(&reqwest::Client::new()).await.unwrap_err();
+        let error = source
+            .load(&crate::upstream::test_client())
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, KeySourceError::Refused { status: 400, error_type, .. } if error_type == "ResourceNotFoundException"),
             "{error:?}"
@@ -624,7 +571,7 @@ mod tests {
             .unwrap()
             .with_secrets_manager_endpoint(&server.uri())
             .unwrap();
-        let http = reqwest::Client::new();
+        let http = crate::upstream::test_client();
         assert!(matches!(
             source.load(&http).await,
             Err(KeySourceError::NotAStringSecret { .. })

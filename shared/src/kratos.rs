@@ -219,6 +219,7 @@ mod tests {
         KratosClient {
             http: Client::builder()
                 .timeout(std::time::Duration::from_millis(500))
+                .tls_backend_preconfigured(crate::upstream::tls_client_config(None).expect("tls"))
                 .build()
                 .expect("client"),
             public_url: Url::parse(&server.uri()).expect("url"),

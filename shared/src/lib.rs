@@ -3,10 +3,10 @@
 //! Every function crate is a thin `main` around handlers defined here, so the whole flow can be
 //! exercised in-process by tests without a Lambda runtime.
 
+pub mod aws_json;
 pub mod bootstrap;
 pub mod claims;
 pub mod config;
-#[cfg(feature = "dynamodb")]
 pub mod dynamo;
 pub mod handlers;
 pub mod hydra;

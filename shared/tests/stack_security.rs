@@ -17,7 +17,6 @@
 //! Each test prints one summary line (`races: ...`, `faults: ...`), also appended to the file
 //! named by `BRIDGE_SECURITY_REPORT`. All tests are `#[ignore]`d: `./scripts/test` runs them
 //! with the stack up. The stack's env file is `BRIDGE_STACK_ENV` (default `<repo>/.stack/env`).
-#![cfg(feature = "dynamodb")]
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -330,7 +329,11 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
     let moto = Proxy::serialized(stack.addr("MOTO_URL"));
     let config = stack.config(&[("BRIDGE_DYNAMODB_ENDPOINT", moto.url.clone())]);
     let store = Arc::new(CountingStore {
-        inner: DynamoReplayStore::from_config(&config).expect("replay store"),
+        inner: DynamoReplayStore::from_config(
+            &config,
+            build_http_client(&config).expect("http client"),
+        )
+        .expect("replay store"),
         granted: Mutex::new(HashMap::new()),
     });
     let hydra = Arc::new(CountingHydra {
@@ -664,6 +667,7 @@ impl Browser {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))
+                .tls_backend_preconfigured(bridge::upstream::tls_client_config(None).expect("tls"))
                 .build()
                 .expect("client"),
             cookies: Vec::new(),
@@ -881,7 +885,13 @@ impl Rig {
                 let deps = login_return::ReturnDeps {
                     kratos: self.kratos(&config, *real_kratos),
                     tokens: codec(&config, &self.stack),
-                    replay: Arc::new(DynamoReplayStore::from_config(&config).expect("store")),
+                    replay: Arc::new(
+                        DynamoReplayStore::from_config(
+                            &config,
+                            build_http_client(&config).expect("http client"),
+                        )
+                        .expect("store"),
+                    ),
                     clock: system_clock(),
                     hydra,
                     config,
@@ -1296,7 +1306,9 @@ async fn killed_lambda_claim_expires_and_the_link_works_again() {
         .expect("clock")
         .as_secs();
     // What the return handler writes before it calls Hydra, by an invocation that then died.
-    let store = DynamoReplayStore::from_config(&config).expect("store");
+    let store =
+        DynamoReplayStore::from_config(&config, build_http_client(&config).expect("http client"))
+            .expect("store");
     let dead = Claim {
         key: sha256_hex(&opened.jti),
         session_hash: sha256_hex("sess-1"),

@@ -130,25 +130,24 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String> + Clone) -> Vec<Check> 
         )
         .await,
     );
-    checks.push(keys(lookup, &http).await);
-    checks.push(replay_table(&config).await);
+    checks.push(keys(&lookup, &http).await);
+    checks.push(replay_table(&config, &http, &lookup).await);
     checks.extend(hydra_urls(&http, &config).await);
     checks.extend(kratos_return_and_cookie(&http, &config).await);
     checks
 }
 
 fn probe_client(config: &Config) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
+    // The functions' own trust settings, so a certificate the doctor accepts is one they accept.
+    let tls = bridge::upstream::tls_client_config(config.ca_bundle.as_deref())
+        .map_err(|e| e.to_string())?;
+    reqwest::Client::builder()
         .timeout(config.upstream_timeout.max(Duration::from_secs(5)))
         .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true);
-    if let Some(path) = &config.ca_bundle {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| e.to_string())?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder.build().map_err(|e| e.to_string())
+        .cookie_store(true)
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 fn join(base: &Url, path: &str) -> String {
@@ -238,9 +237,13 @@ async fn keys(lookup: impl Fn(&str) -> Option<String>, http: &reqwest::Client) -
     }
 }
 
-async fn replay_table(config: &Config) -> Check {
+async fn replay_table(
+    config: &Config,
+    http: &reqwest::Client,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Check {
     let fix = "deploy infra/template.yaml's table (pk S HASH, TTL on expires_at) and check BRIDGE_REPLAY_TABLE / BRIDGE_DYNAMODB_ENDPOINT";
-    let store = match DynamoReplayStore::from_config(config) {
+    let store = match DynamoReplayStore::from_lookup(config, http.clone(), lookup) {
         Ok(store) => store,
         Err(e) => return Check::fail("replay-table", e.to_string(), fix),
     };
