@@ -194,7 +194,17 @@ fn location_problem(location: &str) -> Option<String> {
             });
         return (!ok).then(|| format!("Kratos login URL with a foreign return_to: {location:?}"));
     }
-    Some(format!("Location outside Hydra and Kratos: {location:?}"))
+    if location.starts_with(RETURN_URL) {
+        // Single sign-on: straight to our own return function, with nothing but the token.
+        let ok = parsed.origin().ascii_serialization() == "https://auth.example.com"
+            && parsed.path() == "/login/return"
+            && parsed.query_pairs().all(|(k, _)| k == "t")
+            && parsed.fragment().is_none();
+        return (!ok).then(|| format!("return URL with something else in it: {location:?}"));
+    }
+    Some(format!(
+        "Location outside Hydra, Kratos and the return function: {location:?}"
+    ))
 }
 
 fn cookie_problem(value: &str) -> Option<String> {

@@ -1,9 +1,11 @@
 //! Login entry (Hydra `urls.login`): `GET /login?login_challenge=...`.
 //!
-//! Hydra asks who the user is. Either Hydra already knows (`skip`), or the browser already has a
-//! good Kratos session (single sign-on across clients), or the browser is sent to Kratos' login
-//! flow with a sealed return_to token that brings the challenge back to the return function.
-//! The login site never sees the challenge.
+//! Hydra asks who the user is. Either Hydra already knows (`skip`, accepted here), or the browser
+//! carries a sealed return_to token to the return function: through Kratos' login flow, or
+//! straight there when it already has a good Kratos session (single sign-on across clients).
+//! Only the return function accepts a login from a Kratos session, so single sign-on gets the
+//! same one-time token, replay record and claims as a fresh login. The login site never sees the
+//! challenge.
 
 use std::sync::Arc;
 
@@ -11,8 +13,7 @@ use lambda_http::{Body, Request, Response};
 use url::Url;
 
 use super::{
-    accept_from_session, binding_cookie_name, hydra_redirect, respond, reusable_cookie_value,
-    set_cookie, Clock,
+    binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie, Clock,
 };
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
@@ -64,11 +65,9 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         return accept_and_redirect(deps, &challenge, &flow, &accept, request).await;
     }
 
-    if let Some(session) = reusable_session(request, deps, &login, &flow).await {
-        tracing::info!(flow = %flow, event = "login_sso", client_id = %login.client.client_id, "existing Kratos session reused");
-        let accept = accept_from_session(&deps.config, &session);
-        return accept_and_redirect(deps, &challenge, &flow, &accept, request).await;
-    }
+    let single_sign_on = reusable_session(request, deps, &login, &flow)
+        .await
+        .is_some();
 
     let binding =
         match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
@@ -87,22 +86,32 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
     })?;
     let mut return_to = deps.config.return_url();
     return_to.query_pairs_mut().append_pair("t", &sealed.token);
-    let kratos_login = kratos_login_url(&deps.config, &return_to, login.forces_login());
-    tracing::info!(
-        flow = %flow,
-        event = "login_redirected_to_kratos",
-        client_id = %login.client.client_id,
-        refresh = login.forces_login(),
-        return_to_bytes = return_to.as_str().len(),
-        "sending the browser to the Kratos login flow"
-    );
+    let next = if single_sign_on {
+        tracing::info!(
+            flow = %flow,
+            event = "login_sso",
+            client_id = %login.client.client_id,
+            "existing Kratos session: straight to the return function"
+        );
+        return_to
+    } else {
+        tracing::info!(
+            flow = %flow,
+            event = "login_redirected_to_kratos",
+            client_id = %login.client.client_id,
+            refresh = login.forces_login(),
+            return_to_bytes = return_to.as_str().len(),
+            "sending the browser to the Kratos login flow"
+        );
+        kratos_login_url(&deps.config, &return_to, login.forces_login())
+    };
     let cookie = set_cookie(
         &deps.config,
         binding_cookie_name(&deps.config),
         &binding,
         deps.config.token_ttl.as_secs(),
     );
-    Ok(see_other(&kratos_login, &[cookie]))
+    Ok(see_other(&next, &[cookie]))
 }
 
 /// Kratos' browser login flow, returning to `return_to`; `refresh=true` makes Kratos ask for
@@ -122,9 +131,10 @@ pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url 
     url
 }
 
-/// The browser's Kratos session, when single sign-on may use it: the client did not ask for a
-/// fresh login and the authentication is recent enough for its `max_age`. A Kratos failure here
-/// is not fatal: the browser simply goes through the login flow.
+/// Whether the browser has a Kratos session single sign-on may use: the client did not ask for
+/// a fresh login and the authentication is recent enough for its `max_age`. A Kratos failure
+/// here is not fatal: the browser simply goes through the login flow. The return function checks
+/// the session again; this check only saves the trip through Kratos.
 async fn reusable_session(
     request: &Request,
     deps: &LoginDeps,
@@ -283,14 +293,25 @@ mod tests {
         )
         .await;
         assert_eq!(response.status(), 303);
-        assert_eq!(location(&response), HYDRA_NEXT);
-        let accepted = kit.hydra.accepted_login("c1").expect("accepted");
-        assert_eq!(accepted.subject, "ident-1");
+        // Straight to the return function with a sealed token; Kratos' login flow is skipped and
+        // the accept is left to the return function.
+        let next = Url::parse(&location(&response)).expect("url");
         assert_eq!(
-            accepted.identity_provider_session_id.as_deref(),
-            Some("sess-1")
+            next.as_str().split('?').next(),
+            Some(deps(&kit).config.return_url().as_str())
         );
-        assert_eq!(accepted.amr, vec!["fed"]);
+        let token = next
+            .query_pairs()
+            .find(|(k, _)| k == "t")
+            .map(|(_, v)| v.into_owned())
+            .expect("token");
+        let opened = deps(&kit)
+            .tokens
+            .open(&token, (deps(&kit).clock)())
+            .expect("opens");
+        assert_eq!(opened.payload.login_challenge, "c1");
+        assert!(kit.hydra.accepted_login("c1").is_none());
+        assert!(response.headers().get("set-cookie").is_some());
         assert_eq!(
             kit.kratos.last_cookie().as_deref(),
             Some("ory_kratos_session=good")
