@@ -281,8 +281,12 @@ impl KeySet {
 /// One key of the set with its derived subkeys; the raw secret is not kept.
 pub struct Key {
     kid: String,
-    jwt_signing: jsonwebtoken::EncodingKey,
-    jwt_verifying: jsonwebtoken::DecodingKey,
+    /// HMAC state already keyed with the JWS subkey: keying costs two SHA-256 blocks, so each
+    /// token signature clones this instead.
+    jws_mac: HmacSha256,
+    /// The JWS subkey itself, only so tests can forge tokens under other HMAC algorithms.
+    #[cfg(test)]
+    jws_secret: [u8; 32],
     aead: XChaCha20Poly1305,
     csrf: CsrfKey,
 }
@@ -296,8 +300,9 @@ impl Key {
         let csrf_key = expand_32(&hkdf, HKDF_INFO_CSRF)?;
         Some(Self {
             kid: kid.to_owned(),
-            jwt_signing: jsonwebtoken::EncodingKey::from_secret(&jwt_key),
-            jwt_verifying: jsonwebtoken::DecodingKey::from_secret(&jwt_key),
+            jws_mac: <HmacSha256 as Mac>::new_from_slice(&jwt_key).ok()?,
+            #[cfg(test)]
+            jws_secret: jwt_key,
             aead: XChaCha20Poly1305::new(&aead_key.into()),
             csrf: CsrfKey {
                 kid: kid.to_owned(),
@@ -316,12 +321,16 @@ impl Key {
         &self.csrf
     }
 
-    pub(crate) fn jwt_signing_key(&self) -> &jsonwebtoken::EncodingKey {
-        &self.jwt_signing
+    /// Cloning pre-keyed state is cheaper than keying HMAC afresh for every token.
+    pub(crate) fn jws_mac(&self) -> &Hmac<Sha256> {
+        &self.jws_mac
     }
 
-    pub(crate) fn jwt_verifying_key(&self) -> &jsonwebtoken::DecodingKey {
-        &self.jwt_verifying
+    /// Tests forge tokens with our real secret under algorithms the codec must refuse, and check
+    /// that an independent JWT library accepts what the codec issues.
+    #[cfg(test)]
+    pub(crate) fn jws_secret(&self) -> &[u8; 32] {
+        &self.jws_secret
     }
 
     pub(crate) fn aead(&self) -> &XChaCha20Poly1305 {

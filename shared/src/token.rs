@@ -12,12 +12,17 @@
 //! data binding the kid and jti. The plaintext is a compact binary encoding of
 //! [`ReturnToPayload`] (see `encode_plaintext`), with the URL part deflated when that helps.
 //!
-//! Verification pins HS256, checks the signature with the key the header names, requires every
-//! claim with its exact type, applies zero leeway to `exp` against the caller's clock, and only
-//! then decrypts. Every failure maps to a [`TokenError`] variant so the caller can choose an error
+//! The JWS (RFC 7515 compact serialisation, HS256 only) is implemented here rather than through a
+//! JWT library: one algorithm needs a few dozen lines, and the libraries bring in whole crypto
+//! providers (aws-lc, or RSA and elliptic curves) that the functions would ship and load for
+//! nothing. Tokens are byte-compatible with those jsonwebtoken issued before.
+//!
+//! Verification pins HS256, checks the signature with the key the header names before it looks at
+//! the claims, requires every claim with its exact type, applies zero leeway to `exp` against the
+//! caller's clock, and only then decrypts. Every failure maps to a [`TokenError`] variant so the caller can choose an error
 //! page; no variant carries token or payload text.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,8 +30,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chacha20poly1305::aead::{Aead, Payload};
 use chacha20poly1305::XNonce;
-use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
-use jsonwebtoken::{Algorithm, Header, Validation};
+use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -46,6 +50,21 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5);
 /// Upper bound on the inflated tail; far above any real `request_url`, it only stops a
 /// decompression bomb from a holder of the key (e.g. a bug elsewhere) from exhausting memory.
 const MAX_TAIL_BYTES: usize = 64 * 1024;
+
+/// The one JWS algorithm issued and accepted; the header's `alg` is checked against it, never
+/// used to choose how to verify, which is what defeats `none` and key-confusion forgeries.
+const JWS_ALG: &str = "HS256";
+/// The `typ` every token carries (as jsonwebtoken wrote it); a header with another is refused.
+const JWS_TYP: &str = "JWT";
+/// Registered JWS algorithms (RFC 7518 section 3.1) other than HS256 and `none`. A header naming
+/// one is reported as [`TokenError::WrongAlgorithm`], which logs an algorithm-confusion attempt
+/// (or a token from another system) more usefully than "malformed".
+const OTHER_JWS_ALGS: [&str; 12] = [
+    "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+    "ES512", "EdDSA",
+];
+/// Room for any base64url signature part up to 85 characters; a longer one cannot be ours.
+const MAX_SIGNATURE_BYTES: usize = 64;
 
 const JTI_BYTES: usize = 16;
 const NONCE_BYTES: usize = 24;
@@ -82,10 +101,11 @@ pub enum TokenError {
     /// The token exceeds [`MAX_TOKEN_CHARS`]; refused unparsed.
     #[error("return_to token is longer than {MAX_TOKEN_CHARS} characters")]
     TooLong,
-    /// Not a well-formed JWT of our shape: bad base64/JSON, missing or mistyped claims, no kid.
+    /// Not a well-formed JWT of our shape: not three parts, bad base64/JSON, a header member or
+    /// `alg` we do not know (including `none`), missing or mistyped claims, no kid.
     #[error("return_to token is malformed")]
     Malformed,
-    /// The header asks for an algorithm other than HS256 (e.g. `none`, RS256, ES256).
+    /// The header names a registered JWS algorithm other than HS256 (e.g. RS256, ES256, HS512).
     #[error("return_to token uses a disallowed algorithm")]
     WrongAlgorithm,
     /// The HMAC does not match: the token was altered or forged.
@@ -124,7 +144,7 @@ pub enum TokenError {
         /// Which setting is wrong.
         reason: &'static str,
     },
-    /// Encryption or JWT encoding failed while sealing; indicates a bug, not bad input.
+    /// Encryption or JSON encoding failed while sealing; indicates a bug, not bad input.
     #[error("sealing the return_to token failed")]
     SealFailed,
 }
@@ -192,17 +212,56 @@ pub struct OpenedToken {
     pub payload: ReturnToPayload,
 }
 
-/// The JWT claims. `deny_unknown_fields` plus non-optional fields make every claim required and
-/// exactly typed: an `exp` given as a string, a missing `jti` or a stray claim are all refused.
-#[derive(Serialize, Deserialize)]
+/// The JWS protected header as issued. Member order and values are what jsonwebtoken wrote, so
+/// tokens look the same before and after the codec took over the JWS.
+#[derive(Serialize)]
+struct IssuedHeader<'a> {
+    typ: &'a str,
+    alg: &'a str,
+    kid: &'a str,
+}
+
+/// A presented JWS header. Unknown members are refused: RFC 7515 requires refusing a `crit` we do
+/// not understand, and refusing `jwk`, `jku`, `x5u` and the like keeps anyone from later trusting
+/// a key the token offers about itself. Duplicate members are refused by serde.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReturnToClaims {
-    iss: String,
-    aud: String,
+struct PresentedHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow)]
+    kid: Cow<'a, str>,
+    #[serde(default)]
+    typ: Option<String>,
+}
+
+/// The JWT claims as issued.
+#[derive(Serialize)]
+struct IssuedClaims<'a> {
+    iss: &'a str,
+    aud: &'a str,
     iat: u64,
     exp: u64,
-    jti: String,
-    sealed: String,
+    jti: &'a str,
+    sealed: &'a str,
+}
+
+/// The JWT claims as presented. `deny_unknown_fields` plus non-optional fields make every claim
+/// required and exactly typed: an `exp` given as a string, a missing `jti` or a stray claim are
+/// all refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresentedClaims<'a> {
+    #[serde(borrow)]
+    iss: Cow<'a, str>,
+    #[serde(borrow)]
+    aud: Cow<'a, str>,
+    iat: u64,
+    exp: u64,
+    #[serde(borrow)]
+    jti: Cow<'a, str>,
+    #[serde(borrow)]
+    sealed: Cow<'a, str>,
 }
 
 /// Issues and opens return_to tokens for one deployment.
@@ -214,7 +273,8 @@ pub struct TokenCodec {
     issuer: String,
     audience: String,
     ttl: Duration,
-    validation: Validation,
+    /// base64url of the current key's [`IssuedHeader`], the same for every token it seals.
+    current_header: String,
 }
 
 impl fmt::Debug for TokenCodec {
@@ -256,29 +316,22 @@ impl TokenCodec {
             });
         }
 
-        // If some other crate in the build also enables jsonwebtoken's `rust_crypto` feature,
-        // jsonwebtoken cannot choose a provider and panics on first use; pinning aws-lc here
-        // prevents that. `Err` means a provider was already installed on purpose: keep it.
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked against the caller's `now` in `open`, not jsonwebtoken's own clock.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.leeway = 0;
-        validation.required_spec_claims = ["exp", "iss", "aud"]
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<HashSet<_>>();
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&audience]);
+        let header = serde_json::to_vec(&IssuedHeader {
+            typ: JWS_TYP,
+            alg: JWS_ALG,
+            kid: keys.current().kid(),
+        })
+        .map_err(|_| TokenError::InvalidConfig {
+            reason: "the current kid cannot be written into a JWS header",
+        })?;
+        let current_header = URL_SAFE_NO_PAD.encode(header);
 
         Ok(Self {
             keys,
             issuer,
             audience,
             ttl,
-            validation,
+            current_header,
         })
     }
 
@@ -324,18 +377,16 @@ impl TokenCodec {
         sealed.extend_from_slice(nonce_bytes);
         sealed.extend_from_slice(&ciphertext);
 
-        let claims = ReturnToClaims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+        let claims = serde_json::to_vec(&IssuedClaims {
+            iss: &self.issuer,
+            aud: &self.audience,
             iat: issued_at,
             exp: expires_at,
-            jti: jti.clone(),
-            sealed: URL_SAFE_NO_PAD.encode(&sealed),
-        };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid().to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, key.jwt_signing_key())
-            .map_err(|_| TokenError::SealFailed)?;
+            jti: &jti,
+            sealed: &URL_SAFE_NO_PAD.encode(&sealed),
+        })
+        .map_err(|_| TokenError::SealFailed)?;
+        let token = sign_compact(key, &self.current_header, &claims);
         if token.len() > MAX_TOKEN_CHARS {
             return Err(TokenError::PayloadTooLarge);
         }
@@ -378,22 +429,26 @@ impl TokenCodec {
         }
         let now = epoch_seconds(now)?;
 
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::HS256 {
-            return Err(TokenError::WrongAlgorithm);
+        let parts = CompactParts::split(token)?;
+        let header_json = URL_SAFE_NO_PAD
+            .decode(parts.header)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: PresentedHeader<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        check_algorithm(&header.alg)?;
+        if header.typ.is_some_and(|typ| typ != JWS_TYP) {
+            return Err(TokenError::Malformed);
         }
-        let kid = header.kid.as_deref().ok_or(TokenError::Malformed)?;
-        let key = self.keys.get(kid).ok_or(TokenError::UnknownKey)?;
+        let key = self.keys.get(&header.kid).ok_or(TokenError::UnknownKey)?;
 
-        let claims = jsonwebtoken::decode::<ReturnToClaims>(
-            token,
-            key.jwt_verifying_key(),
-            &self.validation,
-        )
-        .map_err(|error| map_jwt_error(error.kind()))?
-        .claims;
+        // Nothing of the claims is decoded before the MAC vouches for them.
+        verify_signature(key, parts.signing_input, parts.signature)?;
+        let claims_json = URL_SAFE_NO_PAD
+            .decode(parts.claims)
+            .map_err(|_| TokenError::Malformed)?;
+        let claims: PresentedClaims<'_> =
+            serde_json::from_slice(&claims_json).map_err(|_| TokenError::Malformed)?;
 
-        // jsonwebtoken already compared these, but the typed claims are what we rely on.
         if claims.iss != self.issuer {
             return Err(TokenError::WrongIssuer);
         }
@@ -413,7 +468,7 @@ impl TokenCodec {
 
         let payload = unseal(key, &claims.jti, &claims.sealed)?;
         Ok(OpenedToken {
-            jti: claims.jti,
+            jti: claims.jti.into_owned(),
             issued_at: claims.iat,
             expires_at: claims.exp,
             payload,
@@ -463,20 +518,81 @@ fn is_well_formed_jti(jti: &str) -> bool {
         .is_ok_and(|bytes| bytes.len() == JTI_BYTES)
 }
 
-fn map_jwt_error(kind: &JwtErrorKind) -> TokenError {
-    match kind {
-        JwtErrorKind::InvalidSignature => TokenError::BadSignature,
-        JwtErrorKind::InvalidAlgorithm
-        | JwtErrorKind::MissingAlgorithm
-        | JwtErrorKind::UnsupportedAlgorithm
-        | JwtErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
-        JwtErrorKind::InvalidIssuer => TokenError::WrongIssuer,
-        JwtErrorKind::InvalidAudience => TokenError::WrongAudience,
-        JwtErrorKind::ExpiredSignature => TokenError::Expired,
-        // Shape problems (base64, JSON, missing or mistyped claims) and anything jsonwebtoken
-        // may add later: refuse as malformed.
-        _ => TokenError::Malformed,
+/// `header.claims.signature` of a compact JWS, borrowed from the token.
+struct CompactParts<'a> {
+    /// `header.claims`, the bytes the signature covers.
+    signing_input: &'a str,
+    header: &'a str,
+    claims: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> CompactParts<'a> {
+    /// Exactly three non-empty parts: an empty signature is how unsigned (`alg: none`) tokens
+    /// end, and a fourth part would be something other than a JWS.
+    fn split(token: &'a str) -> Result<Self, TokenError> {
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(TokenError::Malformed)?;
+        let (header, claims) = signing_input.split_once('.').ok_or(TokenError::Malformed)?;
+        if header.is_empty() || claims.is_empty() || signature.is_empty() || claims.contains('.') {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Self {
+            signing_input,
+            header,
+            claims,
+            signature,
+        })
     }
+}
+
+fn check_algorithm(alg: &str) -> Result<(), TokenError> {
+    if alg == JWS_ALG {
+        Ok(())
+    } else if OTHER_JWS_ALGS.contains(&alg) {
+        Err(TokenError::WrongAlgorithm)
+    } else {
+        Err(TokenError::Malformed)
+    }
+}
+
+/// Appends `.signature` to `header.claims` under the key's HS256 subkey.
+fn sign_compact(key: &Key, encoded_header: &str, claims_json: &[u8]) -> String {
+    let claims_chars = base64::encoded_len(claims_json.len(), false).unwrap_or(0);
+    let mut token = String::with_capacity(encoded_header.len() + claims_chars + 45);
+    token.push_str(encoded_header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(claims_json, &mut token);
+    let signature = key
+        .jws_mac()
+        .clone()
+        .chain_update(token.as_bytes())
+        .finalize()
+        .into_bytes();
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+    token
+}
+
+/// Checks the HS256 signature in constant time (hmac's `verify_slice`), so response timing does
+/// not tell a forger how many bytes of a guessed MAC were right.
+fn verify_signature(
+    key: &Key,
+    signing_input: &str,
+    encoded_signature: &str,
+) -> Result<(), TokenError> {
+    let mut signature = [0u8; MAX_SIGNATURE_BYTES];
+    let length = URL_SAFE_NO_PAD
+        .decode_slice(encoded_signature, &mut signature)
+        .map_err(|error| match error {
+            base64::DecodeSliceError::OutputSliceTooSmall => TokenError::BadSignature,
+            base64::DecodeSliceError::DecodeError(_) => TokenError::Malformed,
+        })?;
+    let signature = signature.get(..length).ok_or(TokenError::Malformed)?;
+    key.jws_mac()
+        .clone()
+        .chain_update(signing_input.as_bytes())
+        .verify_slice(signature)
+        .map_err(|_| TokenError::BadSignature)
 }
 
 fn unseal(key: &Key, jti: &str, sealed: &str) -> Result<ReturnToPayload, TokenError> {
@@ -629,6 +745,7 @@ impl<'a> PayloadReader<'a> {
 mod tests {
     use super::*;
     use crate::keyset::tests::test_key_set;
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
     use serde_json::json;
 
     const ISSUER: &str = "https://auth.example.com";
@@ -671,16 +788,33 @@ mod tests {
     }
 
     /// Signs arbitrary claims with the real signing key of `kid`, to build tokens that pass the
-    /// signature check but are wrong in one specific way.
+    /// signature check but are wrong in one specific way. jsonwebtoken signs, so these tests also
+    /// show that the codec accepts a standard JWS made elsewhere.
     fn sign_raw(codec: &TokenCodec, kid: &str, claims: &serde_json::Value) -> String {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(
-            &header,
-            claims,
-            codec.keys.get(kid).unwrap().jwt_signing_key(),
-        )
-        .unwrap()
+        let secret = EncodingKey::from_secret(codec.keys.get(kid).unwrap().jws_secret());
+        jsonwebtoken::encode(&header, claims, &secret).unwrap()
+    }
+
+    /// Signs `header.claims` as given (any header, any JSON text) with the real HS256 key of
+    /// `kid`, for header-parsing tests that must get past nothing but the header.
+    fn sign_with_header(codec: &TokenCodec, kid: &str, header: &str, claims: &str) -> String {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let signature = codec
+            .keys
+            .get(kid)
+            .unwrap()
+            .jws_mac()
+            .clone()
+            .chain_update(message.as_bytes())
+            .finalize()
+            .into_bytes();
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
     }
 
     /// The claims of a genuine token, as JSON, for tests that alter one of them.
@@ -996,7 +1130,7 @@ mod tests {
             let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
             for signature in ["", "AAAA"] {
                 let token = unsigned_token(&header, &claims, signature);
-                // jsonwebtoken knows no `none` algorithm, so the header itself does not parse.
+                // `none` is no signature algorithm at all: the header is malformed.
                 assert_eq!(
                     codec.open(&token, at(T0)),
                     Err(TokenError::Malformed),
@@ -1231,5 +1365,159 @@ mod tests {
             6,
         ));
         assert_eq!(decode_plaintext(&bomb), None);
+    }
+
+    /// Issued by the codec when it still signed with jsonwebtoken 11 (key `test_key_set("k1",
+    /// &[("k1", 1)])`, issued at T0, deflated tail): tokens in flight during the deployment of
+    /// the in-crate JWS must still open.
+    const JSONWEBTOKEN_ERA_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiIsImtpZCI6ImsxIn0.eyJpc3MiOiJodHRwczovL2F1dGguZXhhbXBsZS5jb20iLCJhdWQiOiJodHRwczovL2F1dGguZXhhbXBsZS5jb20vbG9naW4vcmV0dXJuIiwiaWF0IjoxNzUwMDAwMDAwLCJleHAiOjE3NTAwMDA2MDAsImp0aSI6IkJXUXFGdmk3eFJwZ0ZyMUdwZkhENUEiLCJzZWFsZWQiOiJrb0ZoQkZvYXZyMVFQbUhoZVVXM0xHSUpMMi1oa1B1ZlhoMU96S2R5WWEyNFdfM2Jka3Radm5hZTNmUTQ1QUJaXzRWZjk0dGlsek9sdkRPczE3a0hmSUhISzNuTzJmdDVMOFYzako5STNxMWpPRGJ3cWVmcWdaNUVhQTZRdWNrbWs0TzJwWGduMXF5bHBBU05PNGVYNmEtYUVNb3NOZ0lIOTRlYXpiZGVKaW1vNkhGN1RCVUF0TmdOS2hqSy02TjFfNFlzaVZvV29NVlhZTWhqQmlIX0FpZVJVWnVVVlJMTnY0X0RiSHZwX05tTWxUSlNDanprWjdQLVJ0RmJ3QTF2VU12aUFnb0dIQVdyXzRQZFlVbDVmX2J0a1IwZUVNem1WcmcyRG1hdmpTMGk5LTFRelR4R2xyYVZaRjJabkVRbXFPcUlNLXZ6eGFKUUpEYkNiWHZzdzM1bTUxayJ9.hm4BmRFE1C0YFTUKtREH3IoUhiC-iVObIhftgJ5HaO0";
+
+    #[test]
+    fn tokens_issued_through_jsonwebtoken_still_open() {
+        let opened = codec().open(JSONWEBTOKEN_ERA_TOKEN, at(T0 + 1)).unwrap();
+        assert_eq!(opened.jti, "BWQqFvi7xRpgFr1GpfHD5A");
+        assert_eq!((opened.issued_at, opened.expires_at), (T0, T0 + 600));
+        assert_eq!(
+            opened.payload,
+            ReturnToPayload {
+                login_challenge: "aGVsbG8td29ybGQtdGhpcy1pcy1hLWNoYWxsZW5nZQ".to_owned(),
+                request_url: Some(format!(
+                    "https://hydra.example.com/oauth2/auth?client_id=demo&response_type=code&scope=openid+offline&redirect_uri=https%3A%2F%2Fapp.example.com%2Fcallback&state={}&nonce=n-0S6_WzA2Mj",
+                    "x".repeat(40)
+                )),
+                client_id: Some("demo".to_owned()),
+                browser_binding: browser_binding_hash("cookie-value"),
+            }
+        );
+    }
+
+    #[test]
+    fn issued_tokens_are_standard_hs256_jws() {
+        let codec = codec();
+        let token = codec.seal(&payload(), at(T0)).unwrap().token;
+        let header = token.split('.').next().unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(header).unwrap(),
+            br#"{"typ":"JWT","alg":"HS256","kid":"k1"}"#
+        );
+        // An independent implementation verifies the signature and reads the claims.
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.validate_exp = false;
+        let secret = DecodingKey::from_secret(codec.keys.current().jws_secret());
+        let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &secret, &validation)
+            .unwrap()
+            .claims;
+        let names: Vec<&str> = claims
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(names, ["aud", "exp", "iat", "iss", "jti", "sealed"]);
+    }
+
+    #[test]
+    fn header_is_parsed_strictly_even_under_a_valid_mac() {
+        let codec = codec();
+        let claims = genuine_claims(&codec).to_string();
+        assert!(codec
+            .open(
+                &sign_with_header(&codec, "k1", r#"{"alg":"HS256","kid":"k1"}"#, &claims),
+                at(T0)
+            )
+            .is_ok());
+        let cases = [
+            (
+                r#"{"alg":"HS256","kid":"k1","typ":"JWS"}"#,
+                TokenError::Malformed,
+            ),
+            (
+                r#"{"alg":"HS256","kid":"k1","crit":["exp"]}"#,
+                TokenError::Malformed,
+            ),
+            (
+                r#"{"alg":"HS256","kid":"k1","jku":"https://evil/"}"#,
+                TokenError::Malformed,
+            ),
+            (
+                r#"{"alg":"HS256","kid":"k1","b64":false}"#,
+                TokenError::Malformed,
+            ),
+            (
+                r#"{"alg":"HS256","alg":"HS256","kid":"k1"}"#,
+                TokenError::Malformed,
+            ),
+            (
+                r#"{"alg":"HS256","kid":"k1","kid":"k1"}"#,
+                TokenError::Malformed,
+            ),
+            (r#"{"alg":"HS256","kid":1}"#, TokenError::Malformed),
+            (r#"{"alg":"hs256","kid":"k1"}"#, TokenError::Malformed),
+            (r#"{"alg":"HS256 ","kid":"k1"}"#, TokenError::Malformed),
+            (r#"{"alg":"ES512","kid":"k1"}"#, TokenError::WrongAlgorithm),
+            (r#"{"alg":"HS256","kid":"k1"} x"#, TokenError::Malformed),
+            (r#"[{"alg":"HS256","kid":"k1"}]"#, TokenError::Malformed),
+            (r#"{"alg":"HS256","kid":"k2"}"#, TokenError::UnknownKey),
+        ];
+        for (header, expected) in cases {
+            let token = sign_with_header(&codec, "k1", header, &claims);
+            assert_eq!(codec.open(&token, at(T0)), Err(expected), "{header}");
+        }
+    }
+
+    #[test]
+    fn compact_form_needs_exactly_three_non_empty_parts() {
+        let codec = codec();
+        let token = codec.seal(&payload(), at(T0)).unwrap().token;
+        let parts: Vec<&str> = token.split('.').collect();
+        for altered in [
+            format!("{}.{}", parts[0], parts[1]),
+            format!("{}.{}.", parts[0], parts[1]),
+            format!(".{}.{}", parts[1], parts[2]),
+            format!("{}..{}", parts[0], parts[2]),
+            format!("{token}.{}", parts[2]),
+            format!("{}.{}.{}.{}", parts[0], parts[1], parts[1], parts[2]),
+            "..".to_owned(),
+            String::new(),
+        ] {
+            assert_eq!(
+                codec.open(&altered, at(T0)),
+                Err(TokenError::Malformed),
+                "{altered:.20}"
+            );
+        }
+    }
+
+    #[test]
+    fn signature_is_checked_before_the_claims_are_read() {
+        let codec = codec();
+        // Claims that are not even base64url, under a signature that does not match: the
+        // signature is what refuses it.
+        let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"HS256","kid":"k1"}"#);
+        let signature = URL_SAFE_NO_PAD.encode([0u8; 32]);
+        let token = format!("{header}.!!not-base64!!.{signature}");
+        assert_eq!(codec.open(&token, at(T0)), Err(TokenError::BadSignature));
+        // A signature of the wrong length is a bad signature, not a crash or a prefix match.
+        let genuine = codec.seal(&payload(), at(T0)).unwrap().token;
+        let (signing_input, signature) = genuine.rsplit_once('.').unwrap();
+        let bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        for length in [0, 1, 16, 31] {
+            let truncated = URL_SAFE_NO_PAD.encode(&bytes[..length]);
+            if truncated.is_empty() {
+                continue;
+            }
+            assert_eq!(
+                codec.open(&format!("{signing_input}.{truncated}"), at(T0)),
+                Err(TokenError::BadSignature)
+            );
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let longer = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(&longer));
+        assert_eq!(codec.open(&longer, at(T0)), Err(TokenError::BadSignature));
+        let huge = format!("{signing_input}.{}", "A".repeat(200));
+        assert_eq!(codec.open(&huge, at(T0)), Err(TokenError::BadSignature));
     }
 }

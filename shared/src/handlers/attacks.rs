@@ -537,7 +537,8 @@ fn unsigned_raw(header: &str, claims: &Value) -> String {
 /// Signs `message` the way the codec does, with the real HMAC subkey of `kid`.
 fn hmac_with_our_key(keys: &KeySet, kid: &str, message: &str, algorithm: Algorithm) -> String {
     let key = keys.get(kid).expect("kid");
-    jsonwebtoken::crypto::sign(message.as_bytes(), key.jwt_signing_key(), algorithm).expect("sign")
+    let secret = EncodingKey::from_secret(key.jws_secret());
+    jsonwebtoken::crypto::sign(message.as_bytes(), &secret, algorithm).expect("sign")
 }
 
 fn signed_with_our_key(keys: &KeySet, header: &Value, claims: &Value) -> String {
