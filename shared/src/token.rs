@@ -28,8 +28,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, Payload};
-use chacha20poly1305::XNonce;
+use chacha20poly1305::aead::AeadInPlace;
+use chacha20poly1305::{Tag, XNonce};
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -68,6 +68,7 @@ const MAX_SIGNATURE_BYTES: usize = 64;
 
 const JTI_BYTES: usize = 16;
 const NONCE_BYTES: usize = 24;
+const TAG_BYTES: usize = 16;
 const BINDING_COOKIE_BYTES: usize = 32;
 
 /// Domain separation for the AEAD associated data, so a ciphertext made for another purpose or
@@ -361,21 +362,23 @@ impl TokenCodec {
         let (jti_bytes, nonce_bytes) = randomness.split_at(JTI_BYTES);
         let jti = URL_SAFE_NO_PAD.encode(jti_bytes);
 
+        // nonce || plaintext, encrypted in place, then the tag: one buffer, no copies.
         let key = self.keys.current();
-        let plaintext = encode_plaintext(payload)?;
-        let ciphertext = key
+        let mut sealed = Vec::with_capacity(NONCE_BYTES + plaintext_capacity(payload) + TAG_BYTES);
+        sealed.extend_from_slice(nonce_bytes);
+        encode_plaintext(payload, &mut sealed)?;
+        let plaintext = sealed
+            .get_mut(NONCE_BYTES..)
+            .ok_or(TokenError::SealFailed)?;
+        let tag = key
             .aead()
-            .encrypt(
+            .encrypt_in_place_detached(
                 XNonce::from_slice(nonce_bytes),
-                Payload {
-                    msg: &plaintext,
-                    aad: &associated_data(key.kid(), &jti),
-                },
+                &associated_data(key.kid(), &jti),
+                plaintext,
             )
             .map_err(|_| TokenError::SealFailed)?;
-        let mut sealed = Vec::with_capacity(NONCE_BYTES + ciphertext.len());
-        sealed.extend_from_slice(nonce_bytes);
-        sealed.extend_from_slice(&ciphertext);
+        sealed.extend_from_slice(&tag);
 
         let claims = serde_json::to_vec(&IssuedClaims {
             iss: &self.issuer,
@@ -596,24 +599,25 @@ fn verify_signature(
 }
 
 fn unseal(key: &Key, jti: &str, sealed: &str) -> Result<ReturnToPayload, TokenError> {
-    let sealed = URL_SAFE_NO_PAD
+    let mut sealed = URL_SAFE_NO_PAD
         .decode(sealed)
         .map_err(|_| TokenError::Undecryptable)?;
-    if sealed.len() < NONCE_BYTES {
-        return Err(TokenError::Undecryptable);
-    }
-    let (nonce, ciphertext) = sealed.split_at(NONCE_BYTES);
-    let plaintext = key
-        .aead()
-        .decrypt(
+    let ciphertext_bytes = sealed
+        .len()
+        .checked_sub(NONCE_BYTES + TAG_BYTES)
+        .ok_or(TokenError::Undecryptable)?;
+    // Decrypted where it lies: the plaintext is only read, to build the payload.
+    let (nonce, rest) = sealed.split_at_mut(NONCE_BYTES);
+    let (ciphertext, tag) = rest.split_at_mut(ciphertext_bytes);
+    key.aead()
+        .decrypt_in_place_detached(
             XNonce::from_slice(nonce),
-            Payload {
-                msg: ciphertext,
-                aad: &associated_data(key.kid(), jti),
-            },
+            &associated_data(key.kid(), jti),
+            ciphertext,
+            Tag::from_slice(tag),
         )
         .map_err(|_| TokenError::Undecryptable)?;
-    decode_plaintext(&plaintext).ok_or(TokenError::Undecryptable)
+    decode_plaintext(ciphertext).ok_or(TokenError::Undecryptable)
 }
 
 /// Encodes the payload as the AEAD plaintext:
@@ -625,16 +629,28 @@ fn unseal(key: &Key, jti: &str, sealed: &str) -> Result<ReturnToPayload, TokenEr
 /// Hydra's challenge is base64url already, so it is stored decoded (25% smaller, under a
 /// microsecond); deflating that near-random text would save slightly less at about 30 times the
 /// cost. Deflate is kept for the tail, where URLs have structure worth compressing.
-fn encode_plaintext(payload: &ReturnToPayload) -> Result<Vec<u8>, TokenError> {
+fn encode_plaintext(payload: &ReturnToPayload, out: &mut Vec<u8>) -> Result<(), TokenError> {
+    let flags_at = out.len() + 1;
+    out.push(PLAINTEXT_FORMAT_V1);
+    out.push(0);
+    out.extend_from_slice(&payload.browser_binding);
+
+    // The challenge goes straight into `out` behind a length placeholder.
     let mut flags = 0;
-    let packed_challenge = URL_SAFE_NO_PAD.decode(&payload.login_challenge).ok();
-    let challenge = match &packed_challenge {
-        Some(bytes) => {
-            flags |= FLAG_CHALLENGE_BASE64URL;
-            bytes.as_slice()
-        }
-        None => payload.login_challenge.as_bytes(),
-    };
+    let length_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    if URL_SAFE_NO_PAD
+        .decode_vec(&payload.login_challenge, out)
+        .is_ok()
+    {
+        flags |= FLAG_CHALLENGE_BASE64URL;
+    } else {
+        out.truncate(length_at + 2);
+        out.extend_from_slice(payload.login_challenge.as_bytes());
+    }
+    let challenge_length =
+        u16::try_from(out.len() - length_at - 2).map_err(|_| TokenError::PayloadTooLarge)?;
+    set_bytes(out, length_at, &challenge_length.to_be_bytes())?;
 
     let mut tail = Vec::new();
     if let Some(request_url) = &payload.request_url {
@@ -653,14 +669,26 @@ fn encode_plaintext(payload: &ReturnToPayload) -> Result<Vec<u8>, TokenError> {
         }
     }
 
-    let mut plaintext =
-        Vec::with_capacity(2 + payload.browser_binding.len() + 2 + challenge.len() + tail.len());
-    plaintext.push(PLAINTEXT_FORMAT_V1);
-    plaintext.push(flags);
-    plaintext.extend_from_slice(&payload.browser_binding);
-    push_string(&mut plaintext, challenge)?;
-    plaintext.extend_from_slice(&tail);
-    Ok(plaintext)
+    out.extend_from_slice(&tail);
+    set_bytes(out, flags_at, &[flags])
+}
+
+/// An upper bound on the plaintext [`encode_plaintext`] writes, so its buffer is allocated once.
+fn plaintext_capacity(payload: &ReturnToPayload) -> usize {
+    let string = |value: Option<&String>| value.map_or(0, |value| 2 + value.len());
+    2 + payload.browser_binding.len()
+        + 2
+        + payload.login_challenge.len()
+        + string(payload.request_url.as_ref())
+        + string(payload.client_id.as_ref())
+}
+
+/// Overwrites the placeholder at `at` once its value is known.
+fn set_bytes(out: &mut [u8], at: usize, value: &[u8]) -> Result<(), TokenError> {
+    out.get_mut(at..at + value.len())
+        .ok_or(TokenError::SealFailed)?
+        .copy_from_slice(value);
+    Ok(())
 }
 
 fn push_string(encoded: &mut Vec<u8>, value: &[u8]) -> Result<(), TokenError> {
@@ -1287,6 +1315,13 @@ mod tests {
         assert!(!browser_binding_matches(&hash, "other"));
     }
 
+    fn plaintext_of(payload: &ReturnToPayload) -> Vec<u8> {
+        let mut plaintext = Vec::new();
+        encode_plaintext(payload, &mut plaintext).unwrap();
+        assert!(plaintext.len() <= plaintext_capacity(payload));
+        plaintext
+    }
+
     #[test]
     fn plaintext_round_trips_every_challenge_shape() {
         let long_url = Some(format!(
@@ -1319,7 +1354,7 @@ mod tests {
                 client_id: Some("client".to_owned()),
                 browser_binding: [9; 32],
             };
-            let plaintext = encode_plaintext(&payload).unwrap();
+            let plaintext = plaintext_of(&payload);
             let flags = plaintext[1];
             assert_eq!(flags & FLAG_CHALLENGE_BASE64URL != 0, packed, "{challenge}");
             assert_eq!(flags & FLAG_TAIL_DEFLATED != 0, deflated, "{challenge}");
@@ -1330,7 +1365,7 @@ mod tests {
     #[test]
     fn plaintext_decoder_rejects_inconsistent_input() {
         let payload = payload();
-        let plaintext = encode_plaintext(&payload).unwrap();
+        let plaintext = plaintext_of(&payload);
         assert_ne!(plaintext[1] & FLAG_TAIL_DEFLATED, 0);
         assert_eq!(decode_plaintext(&plaintext), Some(payload.clone()));
         assert_eq!(decode_plaintext(&plaintext[..plaintext.len() - 1]), None);
@@ -1342,7 +1377,7 @@ mod tests {
             request_url: Some("https://h/".to_owned()),
             ..payload.clone()
         };
-        let mut trailing = encode_plaintext(&short).unwrap();
+        let mut trailing = plaintext_of(&short);
         assert_eq!(trailing[1] & FLAG_TAIL_DEFLATED, 0);
         trailing.push(0);
         assert_eq!(decode_plaintext(&trailing), None);
