@@ -23,7 +23,7 @@
 //! page; no variant carries token or payload text.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -236,7 +236,9 @@ struct PresentedHeader<'a> {
     typ: Option<String>,
 }
 
-/// The JWT claims as issued.
+/// The JWT claims as issued, for the test that pins `seal`'s hand-written JSON to what serde_json
+/// writes.
+#[cfg(test)]
 #[derive(Serialize)]
 struct IssuedClaims<'a> {
     iss: &'a str,
@@ -276,6 +278,9 @@ pub struct TokenCodec {
     ttl: Duration,
     /// base64url of the current key's [`IssuedHeader`], the same for every token it seals.
     current_header: String,
+    /// `{"iss":...,"aud":...,"iat":` exactly as serde_json writes it: the part of every claims
+    /// set that depends only on the configuration, escaped once here rather than per token.
+    claims_prefix: String,
 }
 
 impl fmt::Debug for TokenCodec {
@@ -326,6 +331,10 @@ impl TokenCodec {
             reason: "the current kid cannot be written into a JWS header",
         })?;
         let current_header = URL_SAFE_NO_PAD.encode(header);
+        let claims_prefix =
+            claims_prefix(&issuer, &audience).map_err(|_| TokenError::InvalidConfig {
+                reason: "issuer or audience cannot be written as JSON",
+            })?;
 
         Ok(Self {
             keys,
@@ -333,6 +342,7 @@ impl TokenCodec {
             audience,
             ttl,
             current_header,
+            claims_prefix,
         })
     }
 
@@ -380,16 +390,10 @@ impl TokenCodec {
             .map_err(|_| TokenError::SealFailed)?;
         sealed.extend_from_slice(&tag);
 
-        let claims = serde_json::to_vec(&IssuedClaims {
-            iss: &self.issuer,
-            aud: &self.audience,
-            iat: issued_at,
-            exp: expires_at,
-            jti: &jti,
-            sealed: &URL_SAFE_NO_PAD.encode(&sealed),
-        })
-        .map_err(|_| TokenError::SealFailed)?;
-        let token = sign_compact(key, &self.current_header, &claims);
+        let claims = self
+            .claims_json(issued_at, expires_at, &jti, &sealed)
+            .map_err(|_| TokenError::SealFailed)?;
+        let token = sign_compact(key, &self.current_header, claims.as_bytes());
         if token.len() > MAX_TOKEN_CHARS {
             return Err(TokenError::PayloadTooLarge);
         }
@@ -398,6 +402,27 @@ impl TokenCodec {
             jti,
             expires_at,
         })
+    }
+
+    /// The claims set, written directly: apart from the prefix, its strings are base64url and
+    /// need no escaping, and the sealed payload is encoded straight into it.
+    fn claims_json(
+        &self,
+        issued_at: u64,
+        expires_at: u64,
+        jti: &str,
+        sealed: &[u8],
+    ) -> Result<String, fmt::Error> {
+        let sealed_chars = base64::encoded_len(sealed.len(), false).unwrap_or(0);
+        let mut claims = String::with_capacity(self.claims_prefix.len() + 96 + sealed_chars);
+        claims.push_str(&self.claims_prefix);
+        write!(
+            claims,
+            "{issued_at},\"exp\":{expires_at},\"jti\":\"{jti}\",\"sealed\":\""
+        )?;
+        URL_SAFE_NO_PAD.encode_string(sealed, &mut claims);
+        claims.push_str("\"}");
+        Ok(claims)
     }
 
     /// Verifies and decrypts a presented token as of `now`.
@@ -497,6 +522,14 @@ pub fn new_binding_cookie_value() -> Result<String, TokenError> {
     let mut value = [0u8; BINDING_COOKIE_BYTES];
     getrandom::fill(&mut value).map_err(|_| TokenError::Randomness)?;
     Ok(URL_SAFE_NO_PAD.encode(value))
+}
+
+fn claims_prefix(issuer: &str, audience: &str) -> Result<String, serde_json::Error> {
+    Ok(format!(
+        "{{\"iss\":{},\"aud\":{},\"iat\":",
+        serde_json::to_string(issuer)?,
+        serde_json::to_string(audience)?
+    ))
 }
 
 fn epoch_seconds(time: SystemTime) -> Result<u64, TokenError> {
@@ -1451,6 +1484,33 @@ mod tests {
             .map(String::as_str)
             .collect();
         assert_eq!(names, ["aud", "exp", "iat", "iss", "jti", "sealed"]);
+    }
+
+    #[test]
+    fn claims_are_written_as_serde_json_would() {
+        let keys = || test_key_set("k1", &[("k1", 1)]);
+        for (issuer, audience) in [
+            (ISSUER, AUDIENCE),
+            (
+                "https://a.example/\"quoted\"\\path",
+                "tab\there, ünïcode and \u{1}",
+            ),
+        ] {
+            let codec = TokenCodec::new(keys(), issuer, audience, TTL).unwrap();
+            let jti = URL_SAFE_NO_PAD.encode([7u8; JTI_BYTES]);
+            let sealed = [0xFBu8, 0xFF, 0x00, 0x3E, 0x3F];
+            let written = codec.claims_json(T0, u64::MAX, &jti, &sealed).unwrap();
+            let expected = serde_json::to_string(&IssuedClaims {
+                iss: issuer,
+                aud: audience,
+                iat: T0,
+                exp: u64::MAX,
+                jti: &jti,
+                sealed: &URL_SAFE_NO_PAD.encode(sealed),
+            })
+            .unwrap();
+            assert_eq!(written, expected);
+        }
     }
 
     #[test]
