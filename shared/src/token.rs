@@ -20,8 +20,8 @@
 //!
 //! Verification pins HS256, checks the signature with the key the header names before it looks at
 //! the claims, requires every claim with its exact type, applies zero leeway to `exp` against the
-//! caller's clock, and only then decrypts. Every failure maps to a [`TokenError`] variant so the caller can choose an error
-//! page; no variant carries token or payload text.
+//! caller's clock, and only then decrypts. Every failure maps to a [`TokenError`] variant so the
+//! caller can choose an error page; no variant carries token or payload text.
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
@@ -589,6 +589,7 @@ fn check_algorithm(alg: &str) -> Result<(), TokenError> {
 /// Appends `.signature` to `header.claims` under the key's HS256 subkey.
 fn sign_compact(key: &Key, encoded_header: &str, claims_json: &[u8]) -> String {
     let claims_chars = base64::encoded_len(claims_json.len(), false).unwrap_or(0);
+    // Two dots and the 43 characters of a base64url HMAC-SHA256.
     let mut token = String::with_capacity(encoded_header.len() + claims_chars + 45);
     token.push_str(encoded_header);
     token.push('.');
