@@ -726,6 +726,18 @@ async fn warm(ctx: &Ctx, summary: &mut Summary) -> Result<(), String> {
             summary.put("upstream_calls", path, counts);
         }
     }
+    // The Runtime API floor: a warm hello-world invocation (event in, answer out, no work), which
+    // every function pays as well and which no handler change can remove.
+    let hello = process::cold_start(&ctx.hello, hello_event()).await?;
+    let mut floor = Vec::new();
+    for _ in 0..200 {
+        floor.push(hello.running.invoke(hello_event()).await?.latency_ms());
+    }
+    hello.running.stop().await;
+    let floor_ms = Spread::of(&floor);
+    let floor_median = floor_ms.as_ref().map_or(0.0, |s| s.median);
+    summary.spread("warm_latency_ms", "hello-bench", floor_ms);
+
     // Overhead: handler latency over the time its upstream calls took, per invocation.
     for f in FUNCTIONS {
         let ratios: Vec<f64> = records
@@ -740,6 +752,14 @@ async fn warm(ctx: &Ctx, summary: &mut Summary) -> Result<(), String> {
             .map(|r| r.latency_ms - r.upstream_ms())
             .collect();
         summary.spread("warm_bridge_ms", f, Spread::of(&bridge_ms));
+        // The same ratio with the hello-world's invocation taken out of the latency: what the
+        // bridge's own code adds on top of the calls it waits for (reported, not a budget).
+        let net: Vec<f64> = records
+            .iter()
+            .filter(|r| r.function == f && !r.calls.is_empty() && r.upstream_ms() > 0.0)
+            .map(|r| (r.latency_ms - floor_median).max(r.upstream_ms()) / r.upstream_ms())
+            .collect();
+        summary.spread("overhead_ratio_above_runtime", f, Spread::of(&net));
     }
     // return_to as Kratos gets it.
     let return_to: Vec<f64> = records
