@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use crate::aws_json::{self, AwsJsonEndpoint, DYNAMODB};
 use crate::config::{Config, ConfigError};
 use crate::replay::{Claim, ClaimOutcome, ReplayStore};
-use crate::upstream::{Upstream, UpstreamError};
+use crate::upstream::{Upstream, UpstreamError, MAX_BODY_BYTES};
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -132,10 +132,17 @@ impl DynamoReplayStore {
             .await
             .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
         let status = response.status();
+        let too_big = |len: u64| len > MAX_BODY_BYTES as u64;
+        if response.content_length().is_some_and(too_big) {
+            return Err(UpstreamError::Malformed { upstream });
+        }
         let body = response
             .bytes()
             .await
             .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
+        if too_big(body.len() as u64) {
+            return Err(UpstreamError::Malformed { upstream });
+        }
         if status.is_success() {
             return Ok(Answer::Done(body));
         }
@@ -529,6 +536,20 @@ mod tests {
             .complete(&claim(), "https://hydra/next")
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn oversized_answers_are_not_read() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b' '; MAX_BODY_BYTES + 1]))
+            .mount(&server)
+            .await;
+        let error = store_at(&server)
+            .claim(&claim())
+            .await
+            .expect_err("too big");
+        assert!(matches!(error, UpstreamError::Malformed { .. }), "{error}");
     }
 
     #[tokio::test]

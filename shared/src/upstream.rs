@@ -125,7 +125,7 @@ impl UpstreamError {
 }
 
 /// Longest JSON body we read from an upstream; anything bigger is treated as garbage.
-const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Builds the HTTP client once per cold start, with the timeout, connection reuse and trust
 /// settings every upstream call needs.
