@@ -3,8 +3,8 @@
 //! any bytes, and the checks every response must pass.
 //!
 //! The oracles are deliberately strict: a panic, a 500, a `Location` outside Hydra's public
-//! origin or Kratos' login flow, a CR/LF in a header, or an accept that no genuine seed explains
-//! is a crash.
+//! origin, Kratos' login flow and the return function (single sign-on), a CR/LF in a header, or
+//! an accept that no genuine seed explains is a crash.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -309,9 +309,17 @@ pub fn check(response: &Response<Body>) {
                             && v.starts_with("https://auth.example.com/login/return?t=")
                     })
             });
+        // Single sign-on: straight to our own return function, carrying nothing but the token.
+        let to_return = location.starts_with("https://auth.example.com/login/return?t=")
+            && url::Url::parse(location).is_ok_and(|u| {
+                u.origin().ascii_serialization() == "https://auth.example.com"
+                    && u.path() == "/login/return"
+                    && u.query_pairs().all(|(k, _)| k == "t")
+                    && u.fragment().is_none()
+            });
         assert!(
-            on_hydra || to_kratos,
-            "Location outside Hydra and Kratos: {location}"
+            on_hydra || to_kratos || to_return,
+            "Location outside Hydra, Kratos and the return function: {location}"
         );
     }
 }
