@@ -17,7 +17,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
-use crate::kratos::{kratos_cookie_header, KratosApi, KratosSession};
+use crate::kratos::{kratos_cookie_header, KratosApi};
 use crate::logging::flow_id;
 use crate::request;
 use crate::response::{see_other, Failure};
@@ -65,9 +65,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         return accept_and_redirect(deps, &challenge, &flow, &accept, request).await;
     }
 
-    let single_sign_on = reusable_session(request, deps, &login, &flow)
-        .await
-        .is_some();
+    let single_sign_on = has_reusable_session(request, deps, &login, &flow).await;
 
     let binding =
         match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
@@ -135,36 +133,36 @@ pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url 
 /// a fresh login and the authentication is recent enough for its `max_age`. A Kratos failure
 /// here is not fatal: the browser simply goes through the login flow. The return function checks
 /// the session again; this check only saves the trip through Kratos.
-async fn reusable_session(
+async fn has_reusable_session(
     request: &Request,
     deps: &LoginDeps,
     login: &LoginRequest,
     flow: &str,
-) -> Option<KratosSession> {
+) -> bool {
     if login.forces_login() {
-        return None;
+        return false;
     }
     let cookies = kratos_cookie_header(
         &request::cookie_header(request),
         &deps.config.kratos_session_cookie,
     );
     if cookies.is_empty() {
-        return None;
+        return false;
     }
     let session = match deps.kratos.whoami(&cookies).await {
-        Ok(session) => session?,
+        Ok(Some(session)) => session,
+        Ok(None) => return false,
         Err(e) => {
             tracing::warn!(flow = %flow, event = "sso_check_failed", error = %e, "going through the login flow instead");
-            return None;
+            return false;
         }
     };
-    if let Some(max_age) = login.max_age() {
-        let age = session.seconds_since_authentication((deps.clock)())?;
-        if age > max_age {
-            return None;
-        }
+    match login.max_age() {
+        None => true,
+        Some(max_age) => session
+            .seconds_since_authentication((deps.clock)())
+            .is_some_and(|age| age <= max_age),
     }
-    Some(session)
 }
 
 async fn accept_and_redirect(
