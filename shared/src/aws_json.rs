@@ -12,9 +12,12 @@ use std::time::SystemTime;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
+use bytes::Bytes;
 use reqwest::header::{HeaderName, HeaderValue, CONTENT_TYPE};
-use reqwest::Url;
+use reqwest::{StatusCode, Url};
 use serde::Deserialize;
+
+use crate::upstream::MAX_BODY_BYTES;
 
 const TARGET_HEADER: &str = "x-amz-target";
 
@@ -56,6 +59,29 @@ impl SigningError {
     }
 }
 
+/// Why a call produced no answer to read. Messages carry no URL, body or credential.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsCallError {
+    /// The request could not be signed.
+    #[error(transparent)]
+    Signing(#[from] SigningError),
+    /// The request did not complete (connection, TLS, timeout, body).
+    #[error("the AWS call did not complete")]
+    Transport(#[source] reqwest::Error),
+    /// The answer is larger than any answer of these APIs can be; it is not read.
+    #[error("the AWS answer is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+/// An answer of any status, read whole: callers decide what a status and an error type mean.
+#[derive(Debug)]
+pub struct AwsAnswer {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The body, at most [`MAX_BODY_BYTES`].
+    pub body: Bytes,
+}
+
 /// Where one AWS JSON API is called and with which identity; built once at cold start.
 #[derive(Clone)]
 pub struct AwsJsonEndpoint {
@@ -86,6 +112,12 @@ impl AwsJsonEndpoint {
         }
     }
 
+    /// The same API and identity at another URL (an emulator, a test server).
+    pub fn with_url(mut self, url: Url) -> Self {
+        self.url = url;
+        self
+    }
+
     /// The URL requests go to, for diagnostics.
     pub fn url(&self) -> &Url {
         &self.url
@@ -96,14 +128,39 @@ impl AwsJsonEndpoint {
         &self.region
     }
 
-    /// Builds the signed POST of `operation` with `body`. The signer sees exactly the method,
-    /// URL, headers and body bytes that reqwest then sends; `host` is derived from the URL the
-    /// same way by both (default ports omitted).
-    pub fn signed_request(
+    /// Signs and sends `operation` with `body` as of `now`, and reads the answer (bounded).
+    pub async fn call(
         &self,
         http: &reqwest::Client,
         operation: &str,
-        body: Vec<u8>,
+        body: Bytes,
+        now: SystemTime,
+    ) -> Result<AwsAnswer, AwsCallError> {
+        let request = self.signed_request(http, operation, body, now)?;
+        let response = http
+            .execute(request)
+            .await
+            .map_err(AwsCallError::Transport)?;
+        let status = response.status();
+        let too_large = |len: u64| len > MAX_BODY_BYTES as u64;
+        if response.content_length().is_some_and(too_large) {
+            return Err(AwsCallError::TooLarge);
+        }
+        let body = response.bytes().await.map_err(AwsCallError::Transport)?;
+        if too_large(body.len() as u64) {
+            return Err(AwsCallError::TooLarge);
+        }
+        Ok(AwsAnswer { status, body })
+    }
+
+    /// Builds the signed POST of `operation` with `body`. The signer sees exactly the method,
+    /// URL, headers and body bytes that reqwest then sends; `host` is derived from the URL the
+    /// same way by both (default ports omitted).
+    fn signed_request(
+        &self,
+        http: &reqwest::Client,
+        operation: &str,
+        body: Bytes,
         now: SystemTime,
     ) -> Result<reqwest::Request, SigningError> {
         let target = format!("{}.{operation}", self.api.target_prefix);
@@ -166,8 +223,21 @@ pub fn error_type(body: &[u8]) -> Option<String> {
     })
 }
 
+/// Whether `region` looks like an AWS region name (lowercase letters, digits, `-`), so it can
+/// go into a host name without changing which host it names.
+pub fn is_region_name(region: &str) -> bool {
+    !region.is_empty()
+        && region
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+}
+
 /// The regional endpoint of `api` in `region`, in the China partition where the region says so.
+/// `None` when the region is not a plain region name.
 pub fn regional_url(api: AwsJsonApi, region: &str) -> Option<Url> {
+    if !is_region_name(region) {
+        return None;
+    }
     let dns_suffix = if region.starts_with("cn-") {
         "amazonaws.com.cn"
     } else {
@@ -226,7 +296,7 @@ mod tests {
             .signed_request(
                 &crate::upstream::test_client(),
                 "PutItem",
-                b"{}".to_vec(),
+                Bytes::from_static(b"{}"),
                 SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
             )
             .expect("signed");

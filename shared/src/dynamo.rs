@@ -17,10 +17,10 @@ use aws_credential_types::Credentials;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::aws_json::{self, AwsJsonEndpoint, DYNAMODB};
+use crate::aws_json::{self, AwsCallError, AwsJsonEndpoint, DYNAMODB};
 use crate::config::{Config, ConfigError};
 use crate::replay::{Claim, ClaimOutcome, ReplayStore};
-use crate::upstream::{Upstream, UpstreamError, MAX_BODY_BYTES};
+use crate::upstream::{Upstream, UpstreamError};
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
@@ -104,9 +104,13 @@ impl DynamoReplayStore {
     /// Sends one operation, retrying once when the failure is transient (transport, 5xx,
     /// throttling). Refusals come back as [`Answer::Refused`] for the caller to interpret.
     async fn call(&self, operation: &str, input: &Value) -> Result<Answer, UpstreamError> {
-        let body = serde_json::to_vec(input).map_err(|_| UpstreamError::Malformed {
-            upstream: Upstream::ReplayStore,
-        })?;
+        // Bytes: the one retry re-sends the same buffer without copying it.
+        let body =
+            Bytes::from(
+                serde_json::to_vec(input).map_err(|_| UpstreamError::Malformed {
+                    upstream: Upstream::ReplayStore,
+                })?,
+            );
         match self.call_once(operation, body.clone()).await {
             Err(error) if error.is_transient() => {
                 tracing::debug!(operation, error = %error, "retrying a DynamoDB call once");
@@ -117,32 +121,21 @@ impl DynamoReplayStore {
         }
     }
 
-    async fn call_once(&self, operation: &str, body: Vec<u8>) -> Result<Answer, UpstreamError> {
+    async fn call_once(&self, operation: &str, body: Bytes) -> Result<Answer, UpstreamError> {
         let upstream = Upstream::ReplayStore;
-        let request = self
+        let answer = self
             .endpoint
-            .signed_request(&self.http, operation, body, SystemTime::now())
-            .map_err(|_| UpstreamError::Rejected {
-                upstream,
-                status: 0,
+            .call(&self.http, operation, body, SystemTime::now())
+            .await
+            .map_err(|error| match error {
+                AwsCallError::Signing(_) => UpstreamError::Rejected {
+                    upstream,
+                    status: 0,
+                },
+                AwsCallError::Transport(e) => UpstreamError::from_transport(upstream, &e),
+                AwsCallError::TooLarge => UpstreamError::Malformed { upstream },
             })?;
-        let response = self
-            .http
-            .execute(request)
-            .await
-            .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
-        let status = response.status();
-        let too_big = |len: u64| len > MAX_BODY_BYTES as u64;
-        if response.content_length().is_some_and(too_big) {
-            return Err(UpstreamError::Malformed { upstream });
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
-        if too_big(body.len() as u64) {
-            return Err(UpstreamError::Malformed { upstream });
-        }
+        let (status, body) = (answer.status, answer.body);
         if status.is_success() {
             return Ok(Answer::Done(body));
         }
@@ -358,6 +351,7 @@ impl ReplayStore for DynamoReplayStore {
 mod tests {
     use super::*;
     use crate::config::tests::base_env;
+    use crate::upstream::MAX_BODY_BYTES;
     use wiremock::matchers::{header, method};
     use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
 

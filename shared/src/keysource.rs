@@ -13,7 +13,7 @@ use aws_credential_types::Credentials;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::aws_json::{error_type, AwsJsonEndpoint, SECRETS_MANAGER};
+use crate::aws_json::{error_type, AwsCallError, AwsJsonEndpoint, SECRETS_MANAGER};
 use crate::keyset::{KeySet, KeySetError};
 
 /// Env var holding the key set JSON itself (local runs; see `docs/design.md`).
@@ -86,15 +86,13 @@ pub struct KeySource {
 
 enum Origin {
     Inline(String),
-    SecretsManager(SecretsManagerSecret),
+    SecretsManager(Box<SecretsManagerSecret>),
 }
 
 /// Everything needed to fetch one secret: its id, where to ask, and how to sign.
 struct SecretsManagerSecret {
     secret_id: String,
-    region: String,
-    endpoint: Url,
-    credentials: Credentials,
+    endpoint: AwsJsonEndpoint,
 }
 
 impl fmt::Debug for KeySource {
@@ -104,8 +102,8 @@ impl fmt::Debug for KeySource {
             Origin::SecretsManager(secret) => f
                 .debug_struct("KeySource::SecretsManager")
                 .field("secret_id", &secret.secret_id)
-                .field("region", &secret.region)
-                .field("endpoint", &secret.endpoint.as_str())
+                .field("region", &secret.endpoint.region())
+                .field("endpoint", &secret.endpoint.url().as_str())
                 .finish_non_exhaustive(),
         }
     }
@@ -141,23 +139,19 @@ impl KeySource {
                     None,
                     "lambda-environment",
                 );
-                let arn = parse_arn(&secret_id);
-                let region = match &arn {
-                    Some(arn) => arn.region.to_owned(),
+                let region = match arn_region(&secret_id) {
+                    Some(region) => region.to_owned(),
                     None => required("AWS_REGION")?,
                 };
-                let dns_suffix = match arn.map(|arn| arn.partition) {
-                    Some("aws-cn") => "amazonaws.com.cn",
-                    _ => "amazonaws.com",
-                };
-                let endpoint =
-                    parse_endpoint(&format!("https://{SERVICE_NAME}.{region}.{dns_suffix}/"))?;
-                Origin::SecretsManager(SecretsManagerSecret {
+                let endpoint = crate::aws_json::regional_url(SECRETS_MANAGER, &region).ok_or(
+                    KeySourceError::InvalidEndpoint {
+                        reason: "the region is not usable in a host name",
+                    },
+                )?;
+                Origin::SecretsManager(Box::new(SecretsManagerSecret {
                     secret_id: secret_id.trim().to_owned(),
-                    region,
-                    endpoint,
-                    credentials,
-                })
+                    endpoint: AwsJsonEndpoint::new(SECRETS_MANAGER, region, endpoint, credentials),
+                }))
             }
         };
         Ok(Self { origin })
@@ -167,7 +161,7 @@ impl KeySource {
     /// tests and local emulators. Has no effect on an inline source.
     pub fn with_secrets_manager_endpoint(mut self, endpoint: &str) -> Result<Self, KeySourceError> {
         if let Origin::SecretsManager(secret) = &mut self.origin {
-            secret.endpoint = parse_endpoint(endpoint)?;
+            secret.endpoint = secret.endpoint.clone().with_url(parse_endpoint(endpoint)?);
         }
         Ok(self)
     }
@@ -185,25 +179,16 @@ impl KeySource {
     }
 }
 
-struct Arn<'a> {
-    partition: &'a str,
-    region: &'a str,
-}
-
-/// Extracts partition and region from a Secrets Manager ARN, so a secret in another region is
-/// fetched from that region. `None` for plain secret names.
-fn parse_arn(secret_id: &str) -> Option<Arn<'_>> {
+/// The region of a Secrets Manager ARN, so a secret in another region is fetched from that
+/// region. `None` for plain secret names.
+fn arn_region(secret_id: &str) -> Option<&str> {
     let mut parts = secret_id.trim().splitn(6, ':');
-    let (Some("arn"), Some(partition), Some(SERVICE_NAME), Some(region)) =
+    let (Some("arn"), Some(_partition), Some(SERVICE_NAME), Some(region)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
-    let region_is_plausible = !region.is_empty()
-        && region
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
-    region_is_plausible.then_some(Arn { partition, region })
+    crate::aws_json::is_region_name(region).then_some(region)
 }
 
 fn parse_endpoint(endpoint: &str) -> Result<Url, KeySourceError> {
@@ -238,49 +223,36 @@ impl SecretsManagerSecret {
         http: &reqwest::Client,
         now: SystemTime,
     ) -> Result<String, KeySourceError> {
-        let request = self.signed_request(http, now)?;
+        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": self.secret_id }))
+            .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
         tracing::debug!(secret_id = %self.secret_id, "loading key set from Secrets Manager");
-        let response = http
-            .execute(request)
+        let unexpected = || KeySourceError::UnexpectedResponse {
+            secret_id: self.secret_id.clone(),
+        };
+        let answer = self
+            .endpoint
+            .call(http, "GetSecretValue", body.into(), now)
             .await
-            .map_err(KeySourceError::Transport)?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(KeySourceError::Transport)?;
-        if !status.is_success() {
-            let error_type = error_type(&body).unwrap_or_else(|| "unknown error".to_owned());
+            .map_err(|error| match error {
+                AwsCallError::Signing(e) => KeySourceError::Signing(Box::new(e)),
+                AwsCallError::Transport(e) => KeySourceError::Transport(e),
+                AwsCallError::TooLarge => unexpected(),
+            })?;
+        if !answer.status.is_success() {
+            let error_type = error_type(&answer.body).unwrap_or_else(|| "unknown error".to_owned());
             return Err(KeySourceError::Refused {
                 secret_id: self.secret_id.clone(),
-                status: status.as_u16(),
+                status: answer.status.as_u16(),
                 error_type,
             });
         }
         let parsed: GetSecretValueResponse =
-            serde_json::from_slice(&body).map_err(|_| KeySourceError::UnexpectedResponse {
-                secret_id: self.secret_id.clone(),
-            })?;
+            serde_json::from_slice(&answer.body).map_err(|_| unexpected())?;
         parsed
             .secret_string
             .ok_or_else(|| KeySourceError::NotAStringSecret {
                 secret_id: self.secret_id.clone(),
             })
-    }
-
-    /// Builds the SigV4-signed `GetSecretValue` request.
-    fn signed_request(
-        &self,
-        http: &reqwest::Client,
-        now: SystemTime,
-    ) -> Result<reqwest::Request, KeySourceError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": self.secret_id }))
-            .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
-        AwsJsonEndpoint::new(
-            SECRETS_MANAGER,
-            self.region.clone(),
-            self.endpoint.clone(),
-            self.credentials.clone(),
-        )
-        .signed_request(http, "GetSecretValue", body, now)
-        .map_err(|error| KeySourceError::Signing(Box::new(error)))
     }
 }
 
@@ -358,9 +330,9 @@ mod tests {
         let Origin::SecretsManager(secret) = &source.origin else {
             panic!("expected Secrets Manager");
         };
-        assert_eq!(secret.region, "eu-west-1");
+        assert_eq!(secret.endpoint.region(), "eu-west-1");
         assert_eq!(
-            secret.endpoint.as_str(),
+            secret.endpoint.url().as_str(),
             "https://secretsmanager.eu-west-1.amazonaws.com/"
         );
 
@@ -369,7 +341,7 @@ mod tests {
         let Origin::SecretsManager(secret) = &by_name.origin else {
             panic!("expected Secrets Manager");
         };
-        assert_eq!(secret.region, "us-east-1");
+        assert_eq!(secret.endpoint.region(), "us-east-1");
 
         let china = KeySource::from_vars(lambda_vars(&[(
             KEYSET_SECRET_ARN_VAR,
@@ -380,7 +352,7 @@ mod tests {
             panic!("expected Secrets Manager");
         };
         assert_eq!(
-            secret.endpoint.as_str(),
+            secret.endpoint.url().as_str(),
             "https://secretsmanager.cn-north-1.amazonaws.com.cn/"
         );
     }
