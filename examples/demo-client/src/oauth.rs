@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -69,13 +70,14 @@ pub fn endpoint(base: &Url, path: &str) -> Url {
     url
 }
 
-/// Why the code exchange failed.
+/// Why a call to Hydra's token endpoint (code exchange, device polling) or device authorization
+/// endpoint failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("could not reach Hydra: {0}")]
     Transport(#[from] reqwest::Error),
-    /// Hydra's RFC 6749 error answer (`invalid_grant`, ...).
-    #[error("Hydra refused the code ({status}): {error}: {description}")]
+    /// Hydra's RFC 6749 error answer (`invalid_grant`, `access_denied`, `expired_token`, ...).
+    #[error("Hydra refused the request ({status}): {error}: {description}")]
     Rejected {
         status: u16,
         error: String,
@@ -83,6 +85,17 @@ pub enum TokenError {
     },
     #[error("unreadable token response: {0}")]
     Decode(#[from] serde_json::Error),
+}
+
+impl TokenError {
+    /// The RFC 6749 `error` code of a refusal (`None` for transport or decoding failures), so
+    /// callers can tell `access_denied` from `expired_token` without matching on the variant.
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            Self::Rejected { error, .. } => Some(error),
+            Self::Transport(_) | Self::Decode(_) => None,
+        }
+    }
 }
 
 /// Token endpoint answer (RFC 6749 section 5.1 plus OIDC's `id_token`).
@@ -116,10 +129,12 @@ pub struct Hydra {
 }
 
 impl Hydra {
-    /// The token call is a single fast round trip; a timeout keeps a stuck Hydra from holding the
-    /// browser's callback request open.
+    /// Every call is a single fast round trip; a timeout keeps a stuck Hydra from holding the
+    /// browser's callback request open, or a device poll from running past its `max_wait`.
     const TIMEOUT: Duration = Duration::from_secs(10);
 
+    /// A client for Hydra's public API at `public` (any path prefix is kept). Redirects are not
+    /// followed: every endpoint used here answers directly, and a redirect would mean a wrong URL.
     pub fn new(public: Url) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(Self::TIMEOUT)
@@ -138,16 +153,33 @@ impl Hydra {
         redirect_uri: &str,
         code_verifier: &str,
     ) -> Result<TokenResponse, TokenError> {
+        self.post_form(
+            "/oauth2/token",
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", redirect_uri),
+                ("client_id", client_id),
+                ("code_verifier", code_verifier),
+            ],
+        )
+        .await
+    }
+
+    /// One form POST to a Hydra endpoint that answers JSON on 200 and an RFC 6749 section 5.2
+    /// error object otherwise. The token endpoint (every grant) and the device authorization
+    /// endpoint share this shape, so they share this code: one place decides what a refusal is.
+    pub(crate) async fn post_form<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<T, TokenError> {
         let body = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "authorization_code")
-            .append_pair("code", code)
-            .append_pair("redirect_uri", redirect_uri)
-            .append_pair("client_id", client_id)
-            .append_pair("code_verifier", code_verifier)
+            .extend_pairs(fields)
             .finish();
         let response = self
             .http
-            .post(endpoint(&self.public, "/oauth2/token"))
+            .post(endpoint(&self.public, path))
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json")
             .body(body)
