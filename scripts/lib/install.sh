@@ -5,7 +5,8 @@
 #   install_all            # everything below, in order
 #   install_debs           # chromium, chromium-driver, zip, build tools (apt-get, root only)
 #   install_python_tools   # venv with cargo-lambda, moto[server], oidc-provider-mock (pinned)
-#   install_ory            # Kratos and Hydra, built from the Go module proxy, cached
+#   install_ory            # Kratos and Hydra (STACK_ORY=v26|v1), built from ../shared/ory-src or the
+#                          # Go module proxy, cached
 #   install_go             # (used by install_ory) a Go >= 1.21, fetched from the module proxy if missing
 #   install_rust_targets   # rustup target add aarch64-unknown-linux-gnu
 #
@@ -21,46 +22,46 @@
 # ---------------------------------------------------------------------------------------------
 # Versions. The single source of truth for what the local stack runs.
 #
-# Wanted: Kratos v26.2.0 (commit 9d7085948039ffb8960160d4979f71527b5cf4d5) and Hydra v26.2.0
-# (commit 0b84568fffccf151dc5e6c7955fdfb738555bf4b). They CANNOT be built here: the Go module
-# proxy this machine reaches serves only tagged versions of these modules, not commits:
-#
-#   $ go mod download -json github.com/ory/kratos@9d7085948039ffb8960160d4979f71527b5cf4d5
-#   "Error": "github.com/ory/kratos@9d7085948039ffb8960160d4979f71527b5cf4d5: invalid version:
-#     reading https://proxy.golang.org/github.com/ory/kratos/@v/9d7085948039ffb8960160d4979f71527b5cf4d5.info:
-#     403 Forbidden  server response: This module version is not available."
-#   $ go mod download -json github.com/ory/kratos@v1.3.1-0.20260320110106-9d7085948039   -> same 403
-#   $ go mod download -json github.com/ory/hydra/v2@0b84568fffccf151dc5e6c7955fdfb738555bf4b -> same 403
-#   $ go mod download -json github.com/ory/hydra-client-go/v26@v26.2.0                   -> same 403
-#   $ go list -m -versions github.com/ory/kratos    -> github.com/ory/kratos v1.3.1   (nothing newer)
-#   $ go list -m -versions github.com/ory/hydra/v2  -> (v2.3.0 is the newest the proxy serves)
-#   $ go list -m -versions github.com/ory/x         -> ... v0.0.729 (no f7c341537bd5 pseudo-version)
-#
-# So the stack falls back to Kratos v1.3.1 and Hydra v2.3.0. Known limit of Kratos v1.3.1: a NEW
-# identity cannot register by SMS code (500 "Expected sms template but got
-# *email.RegistrationCodeValid", fixed upstream in ory/kratos#4243); SMS *login* of an existing
-# identity works. Because phone sign-up is part of what the local stack must show, the v1.3.1 build
-# applies a small local patch by default (KRATOS_SMS_REGISTRATION_PATCH=1, see
-# _patch_kratos_sms_registration): for SMS addresses the registration code goes out with the SMS
-# login-code template (template_type `login_code_valid`, data `login_code`), everything else is
-# upstream v1.3.1. The patched binary is cached separately (kratos-v1.3.1-smsreg) and reports
-# commit `36e624c716e4+smsreg`. KRATOS_SMS_REGISTRATION_PATCH=0 builds plain v1.3.1.
-# Set KRATOS_VERSION/KRATOS_REF etc. in the environment to try other versions (the v26 build steps
-# are kept below for when the proxy serves them).
+# STACK_ORY=v26 (default): Kratos v26.2.0 and Hydra v26.2.0, the releases the bridge targets.
+#   The Go module proxy here refuses their release commits (403 "This module version is not
+#   available"), so when ../shared/ory-src/ (ORY_SRC_DIR) holds their source tarballs, checked
+#   against its SHA256SUMS, they are built from there; on the normal internet the same commits
+#   come through the module proxy (ory/x and the Hydra client are in-tree replaces, so only the
+#   tarball route keeps them; the proxy route re-points ory/x at the identical upstream commit).
+# STACK_ORY=v1: the previous line, Kratos v1.3.1 and Hydra v2.3.0, from the module proxy. Kept
+#   selectable because deployments still run it. Known limit of Kratos v1.3.1: a NEW identity
+#   cannot register by SMS code (500 "Expected sms template but got *email.RegistrationCodeValid",
+#   fixed upstream in ory/kratos#4243); the v1 build applies a small local patch for that
+#   (KRATOS_SMS_REGISTRATION_PATCH=1, see _patch_kratos_sms_registration). v26 needs no patch.
+# Set KRATOS_VERSION/KRATOS_REF etc. in the environment to try other versions.
 # ---------------------------------------------------------------------------------------------
-: "${KRATOS_VERSION:=v1.3.1}"
-: "${KRATOS_REF:=v1.3.1}"                   # what `go mod download` is asked for (tag or commit)
-: "${KRATOS_COMMIT:=36e624c716e4}"          # informational
+: "${STACK_ORY:=v26}"
+case "$STACK_ORY" in
+    v26)
+        : "${KRATOS_VERSION:=v26.2.0}"
+        : "${KRATOS_REF:=9d7085948039ffb8960160d4979f71527b5cf4d5}"
+        : "${KRATOS_COMMIT:=9d7085948039}"
+        : "${HYDRA_VERSION:=v26.2.0}"
+        : "${HYDRA_REF:=0b84568fffccf151dc5e6c7955fdfb738555bf4b}"
+        : "${HYDRA_COMMIT:=0b84568fffcc}"
+        ;;
+    v1)
+        : "${KRATOS_VERSION:=v1.3.1}"
+        : "${KRATOS_REF:=v1.3.1}"
+        : "${KRATOS_COMMIT:=36e624c716e4}"
+        : "${HYDRA_VERSION:=v2.3.0}"
+        : "${HYDRA_REF:=v2.3.0}"
+        : "${HYDRA_COMMIT:=ee8c339ddada}"
+        ;;
+    *)
+        printf '[install] ERROR: STACK_ORY must be v26 or v1, not %s\n' "$STACK_ORY" >&2
+        return 1 2>/dev/null || exit 1
+        ;;
+esac
 : "${KRATOS_SMS_REGISTRATION_PATCH:=1}"     # only applied to v1.3.1
-: "${HYDRA_VERSION:=v2.3.0}"
-: "${HYDRA_REF:=v2.3.0}"
-: "${HYDRA_COMMIT:=ee8c339ddada}"
-# For v26.2.0 (not servable here, see above):
-# shellcheck disable=SC2034
-KRATOS_V26_COMMIT=9d7085948039ffb8960160d4979f71527b5cf4d5
-# shellcheck disable=SC2034
-HYDRA_V26_COMMIT=0b84568fffccf151dc5e6c7955fdfb738555bf4b
 ORYX_V26_COMMIT=f7c341537bd5
+# Offline source trees of the v26.2.0 releases (see ../shared/ory-src/README.md).
+: "${ORY_SRC_DIR:=$PWD/../shared/ory-src}"     # callers source this file from the repository root
 
 # Go, only to build Kratos/Hydra. A `go` >= 1.21 on PATH is used as is (it switches toolchains
 # itself when a go.mod asks for a newer one). Otherwise this Go distribution is fetched from the
@@ -212,10 +213,40 @@ _patch_kratos_sms_registration() {
     ' "$f" >"$f.new" && mv "$f.new" "$f"
 }
 
+# _ory_src_tarball NAME VERSION: prints the path of NAME's offline source tarball for VERSION when
+# ORY_SRC_DIR has it and its checksum matches SHA256SUMS; prints nothing when there is none; fails
+# on a checksum mismatch (a damaged or altered tree is never built).
+_ory_src_tarball() {
+    local tgz sums
+    tgz="$ORY_SRC_DIR/$1-$2-src.tar.gz"
+    sums="$ORY_SRC_DIR/SHA256SUMS"
+    [ -f "$tgz" ] && [ -f "$sums" ] || return 0
+    (cd "$ORY_SRC_DIR" && grep " $1-$2-src.tar.gz\$" SHA256SUMS | sha256sum -c --quiet -) >&2 ||
+        { _inst_die "$tgz does not match $sums"; return 1; }
+    printf '%s\n' "$tgz"
+}
+
+# _ory_source NAME MODULE REF DEST: the release source of NAME into DEST, from the offline tarball
+# when there is one, else from the module proxy. Prints "tarball" or "proxy".
+_ory_source() {
+    local tgz ver
+    case "$1" in kratos) ver=$KRATOS_VERSION ;; *) ver=$HYDRA_VERSION ;; esac
+    tgz=$(_ory_src_tarball "$1" "$ver") || return 1
+    if [ -n "$tgz" ]; then
+        echo "source: $tgz" >&2
+        rm -rf "$4" && mkdir -p "$4" && tar xzf "$tgz" -C "$4" --strip-components=1 && chmod -R u+w "$4" || return 1
+        echo tarball
+    else
+        echo "source: $2@$3 from the module proxy" >&2
+        _ory_fetch "$2" "$3" "$4" || return 1
+        echo proxy
+    fi
+}
+
 _build_kratos() {
-    local src commit
+    local src commit origin
     src="$KRATOS_DIR/src"
-    _ory_fetch github.com/ory/kratos "$KRATOS_REF" "$src" || return 1
+    origin=$(_ory_source kratos github.com/ory/kratos "$KRATOS_REF" "$src") || return 1
     commit=$KRATOS_COMMIT
     (
         cd "$src" || exit 1
@@ -225,8 +256,8 @@ _build_kratos() {
         fi
         # The binary does not import client-go (only examples/ do); the replace points into a
         # directory that module zips leave out.
-        go mod edit -dropreplace=github.com/ory/client-go
-        if grep -q '=> ./oryx' go.mod; then
+        [ "$origin" = tarball ] || go mod edit -dropreplace=github.com/ory/client-go
+        if [ "$origin" = proxy ] && grep -q '=> ./oryx' go.mod; then
             # v26 line: ory/x lives in ./oryx, which the zip leaves out.
             go mod edit -dropreplace=github.com/ory/x
             go get "github.com/ory/x@$ORYX_V26_COMMIT"
@@ -240,14 +271,15 @@ _build_kratos() {
 }
 
 _build_hydra() {
-    local src
+    local src origin
     src="$HYDRA_DIR/src"
-    _ory_fetch github.com/ory/hydra/v2 "$HYDRA_REF" "$src" || return 1
+    origin=$(_ory_source hydra github.com/ory/hydra/v2 "$HYDRA_REF" "$src") || return 1
     (
         cd "$src" || exit 1
-        # Go then uses the published github.com/ory/hydra-client-go/v2 named in require.
-        go mod edit -dropreplace=github.com/ory/hydra-client-go/v2
-        if grep -q '=> ./oryx' go.mod; then
+        # The tarball keeps the in-tree client and ory/x; a module zip leaves both out, and Go then
+        # uses the published github.com/ory/hydra-client-go/v2 named in require.
+        [ "$origin" = tarball ] || go mod edit -dropreplace=github.com/ory/hydra-client-go/v2
+        if [ "$origin" = proxy ] && grep -q '=> ./oryx' go.mod; then
             go mod edit -dropreplace=github.com/ory/x
             go get "github.com/ory/x@$ORYX_V26_COMMIT"
         fi
