@@ -11,6 +11,7 @@ use std::time::Duration;
 use thiserror::Error;
 use url::Url;
 
+use crate::attempts::AttemptLimit;
 use crate::claims::ClaimMapping;
 
 /// Why the configuration cannot be used; always names the environment variable at fault.
@@ -95,6 +96,22 @@ pub struct Config {
     pub kratos_session_cookie: String,
     /// Local http runs: binding cookie without `Secure` and `__Host-`.
     pub dev_insecure_cookies: bool,
+    /// How many device user codes a browser and an address may try per window.
+    pub device_attempts: AttemptLimit,
+    /// Whether typed user codes are upper-cased before Hydra sees them.
+    pub device_code_case: UserCodeCase,
+}
+
+/// How the device verification page treats letter case in a typed user code. Hydra compares
+/// codes exactly; its `medium` (A-Z) and `low` (digits) presets make upper-casing safe and spare
+/// users the shift key, while its default `high` preset mixes cases, so the code must stay as
+/// typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCodeCase {
+    /// Upper-case the code (Hydra `entropy_preset: medium` or `low`).
+    Upper,
+    /// Keep the case as typed (Hydra's default `high` preset).
+    Exact,
 }
 
 /// Which optional parts a function needs, so that each function fails at start-up only for the
@@ -267,6 +284,31 @@ impl Config {
             ));
         }
 
+        let device_attempts = AttemptLimit {
+            per_browser: count(&get, "BRIDGE_DEVICE_MAX_ATTEMPTS", 5)?,
+            per_address: count(&get, "BRIDGE_DEVICE_MAX_ATTEMPTS_PER_ADDRESS", 50)?,
+            window_seconds: seconds(&get, "BRIDGE_DEVICE_ATTEMPT_WINDOW_SECONDS", 900)?.as_secs(),
+        };
+        if device_attempts.window_seconds == 0 {
+            return Err(invalid(
+                "BRIDGE_DEVICE_ATTEMPT_WINDOW_SECONDS",
+                "must be at least 1 second",
+            ));
+        }
+        let device_code_case = match get("BRIDGE_DEVICE_USER_CODE_CASE")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("upper") => UserCodeCase::Upper,
+            Some("exact") => UserCodeCase::Exact,
+            Some(_) => {
+                return Err(invalid(
+                    "BRIDGE_DEVICE_USER_CODE_CASE",
+                    "must be upper (Hydra user_code entropy_preset medium or low) or exact (preset high)",
+                ))
+            }
+        };
+
         Ok(Self {
             public_base_url,
             hydra_admin_url,
@@ -288,6 +330,8 @@ impl Config {
             ca_bundle,
             kratos_session_cookie,
             dev_insecure_cookies,
+            device_attempts,
+            device_code_case,
         })
     }
 
@@ -366,6 +410,21 @@ fn seconds(
             .parse::<u64>()
             .map(Duration::from_secs)
             .map_err(|_| invalid(name, "must be a whole number of seconds")),
+    }
+}
+
+/// A positive whole number (a limit of 0 would lock everyone out).
+fn count(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(invalid(name, "must be a whole number of at least 1")),
+        },
     }
 }
 

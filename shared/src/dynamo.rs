@@ -17,6 +17,7 @@ use aws_credential_types::Credentials;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::attempts::AttemptCounter;
 use crate::aws_json::{self, AwsCallError, AwsJsonEndpoint, DYNAMODB};
 use crate::config::{Config, ConfigError};
 use crate::replay::{Claim, ClaimOutcome, ReplayStore};
@@ -347,6 +348,31 @@ impl ReplayStore for DynamoReplayStore {
     }
 }
 
+#[async_trait]
+impl AttemptCounter for DynamoReplayStore {
+    async fn count_attempt(&self, key: &str, expires_at: u64) -> Result<u64, UpstreamError> {
+        let input = json!({
+            "TableName": self.table,
+            "Key": { "pk": string(key) },
+            "UpdateExpression": "ADD attempts :one SET expires_at = :expires_at",
+            "ExpressionAttributeValues": {
+                ":one": number(1),
+                ":expires_at": number(expires_at),
+            },
+            "ReturnValues": "UPDATED_NEW",
+        });
+        match self.call("UpdateItem", &input).await? {
+            Answer::Done(body) => serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|answer| answer["Attributes"]["attempts"]["N"].as_str()?.parse().ok())
+                .ok_or(UpstreamError::Malformed {
+                    upstream: Upstream::ReplayStore,
+                }),
+            Answer::Refused { error_type, .. } => Err(unexpected(error_type)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +453,37 @@ mod tests {
                 .expect("json");
         assert_eq!(sent["Item"]["expires_at"], json!({ "N": "2000" }));
         assert_eq!(sent["ReturnValuesOnConditionCheckFailure"], "ALL_OLD");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_is_one_update_that_returns_the_new_count() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(header("x-amz-target", "DynamoDB_20120810.UpdateItem"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "Attributes": { "attempts": { "N": "3" } } })),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let count = store_at(&server)
+            .count_attempt("attempts#device#browser#h#1", 1_800)
+            .await
+            .expect("count");
+        assert_eq!(count, 3);
+        let sent: Value =
+            serde_json::from_slice(&server.received_requests().await.expect("requests")[0].body)
+                .expect("json");
+        assert_eq!(
+            sent["UpdateExpression"],
+            "ADD attempts :one SET expires_at = :expires_at"
+        );
+        assert_eq!(
+            sent["ExpressionAttributeValues"][":expires_at"],
+            json!({ "N": "1800" })
+        );
+        assert_eq!(sent["ReturnValues"], "UPDATED_NEW");
     }
 
     #[tokio::test]
