@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use bridge::config::{Config, Needs};
 use bridge::handlers::Clock;
 use bridge::hydra::{
-    AcceptConsent, AcceptLogin, ConsentRequest, HydraAdmin, LoginRequest, LogoutRequest,
+    AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, LoginRequest, LogoutRequest,
     OAuth2Client, RedirectTo, RejectRequest,
 };
 use bridge::keyset::KeySet;
@@ -166,6 +166,19 @@ impl HydraAdmin for FakeHydra {
     }
     async fn accept_logout(&self, _challenge: &str) -> Result<RedirectTo, UpstreamError> {
         Ok(Self::next())
+    }
+    async fn accept_device(
+        &self,
+        _challenge: &str,
+        _body: &AcceptDevice,
+    ) -> Result<RedirectTo, UpstreamError> {
+        Ok(Self::next())
+    }
+    async fn client(&self, client_id: &str) -> Result<OAuth2Client, UpstreamError> {
+        Ok(OAuth2Client {
+            client_id: client_id.to_owned(),
+            ..OAuth2Client::default()
+        })
     }
 }
 
@@ -368,6 +381,7 @@ pub fn consent_request(scopes: &[&str]) -> ConsentRequest {
         })),
         requested_scope: scopes.iter().map(|s| (*s).to_owned()).collect(),
         requested_access_token_audience: vec!["api".to_owned()],
+        request_url: String::new(),
         skip: false,
         subject: "ident-1".to_owned(),
     }

@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::config::{Config, ConfigError, Needs};
 use crate::handlers::consent::ConsentDeps;
+use crate::handlers::device::DeviceDeps;
 use crate::handlers::error_page::ErrorDeps;
 use crate::handlers::login::LoginDeps;
 use crate::handlers::logout::LogoutDeps;
@@ -92,6 +93,21 @@ pub async fn consent() -> Result<ConsentDeps, StartupError> {
     Ok(ConsentDeps {
         hydra: Arc::new(HydraClient::new(http, &config)),
         keys,
+        config,
+    })
+}
+
+/// Dependencies of the device verification function: Hydra for the codes, the key set for the
+/// form's CSRF token, and the replay table for counting tried codes.
+pub async fn device() -> Result<DeviceDeps, StartupError> {
+    let Common { config, http } = common(Needs { replay_table: true })?;
+    let keys = keys(&http).await?;
+    let attempts = crate::dynamo::DynamoReplayStore::from_config(&config, http.clone())?;
+    Ok(DeviceDeps {
+        hydra: Arc::new(HydraClient::new(http, &config)),
+        keys,
+        attempts: Arc::new(attempts),
+        clock: system_clock(),
         config,
     })
 }

@@ -119,12 +119,27 @@ pub struct ConsentRequest {
     /// Audiences asked for.
     #[serde(default)]
     pub requested_access_token_audience: Vec<String>,
+    /// The authorization request this consent belongs to; for a device sign-in, Hydra's device
+    /// verification endpoint.
+    #[serde(default)]
+    pub request_url: String,
     /// Hydra remembers a previous consent covering this request.
     #[serde(default)]
     pub skip: bool,
     /// The subject.
     #[serde(default)]
     pub subject: String,
+}
+
+impl ConsentRequest {
+    /// Whether this consent finishes a device sign-in (RFC 8628): Hydra then continues at its
+    /// device verification endpoint rather than at a client's redirect URI.
+    pub fn is_device_flow(&self) -> bool {
+        let path = Url::parse(&self.request_url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| self.request_url.split('?').next().unwrap_or("").to_owned());
+        path.trim_end_matches('/').ends_with("/oauth2/device/verify")
+    }
 }
 
 /// The body of a consent accept.
@@ -174,6 +189,13 @@ pub struct LogoutRequest {
     pub rp_initiated: bool,
 }
 
+/// The body of a device request accept: the code the user typed, already normalised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AcceptDevice {
+    /// The user code shown on the device.
+    pub user_code: String,
+}
+
 /// Where Hydra wants the browser next.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct RedirectTo {
@@ -210,6 +232,15 @@ pub trait HydraAdmin: Send + Sync {
     async fn logout_request(&self, challenge: &str) -> Result<LogoutRequest, UpstreamError>;
     /// Accepts a logout request.
     async fn accept_logout(&self, challenge: &str) -> Result<RedirectTo, UpstreamError>;
+    /// Accepts a device authorization request with the user code the user typed (Hydra v26+).
+    /// Hydra answers 400 alike for a wrong, expired or already used code.
+    async fn accept_device(
+        &self,
+        challenge: &str,
+        body: &AcceptDevice,
+    ) -> Result<RedirectTo, UpstreamError>;
+    /// Reads an OAuth2 client, to name it on pages that have no request to read it from.
+    async fn client(&self, client_id: &str) -> Result<OAuth2Client, UpstreamError>;
 }
 
 /// [`HydraAdmin`] over HTTP.
@@ -226,6 +257,7 @@ enum Flow {
     Login,
     Consent,
     Logout,
+    Device,
 }
 
 impl Flow {
@@ -234,6 +266,7 @@ impl Flow {
             Self::Login => "login",
             Self::Consent => "consent",
             Self::Logout => "logout",
+            Self::Device => "device",
         }
     }
 }
@@ -261,10 +294,19 @@ impl HydraClient {
             self.admin_url.as_str().trim_end_matches('/'),
             flow.name()
         );
+        self.admin_request(method, url)
+            .query(&[(format!("{}_challenge", flow.name()), challenge)])
+    }
+
+    /// Any admin API request: JSON, with the gateway header when one is configured.
+    fn admin_request(
+        &self,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> reqwest::RequestBuilder {
         let request = self
             .http
             .request(method, url)
-            .query(&[(format!("{}_challenge", flow.name()), challenge)])
             .header(http::header::ACCEPT, "application/json");
         match &self.admin_header {
             Some(h) => request.header(h.name.as_str(), h.value.as_str()),
@@ -338,6 +380,30 @@ impl HydraAdmin for HydraClient {
     async fn accept_logout(&self, challenge: &str) -> Result<RedirectTo, UpstreamError> {
         self.put(Flow::Logout, "accept", challenge, &Map::new())
             .await
+    }
+    async fn accept_device(
+        &self,
+        challenge: &str,
+        body: &AcceptDevice,
+    ) -> Result<RedirectTo, UpstreamError> {
+        self.put(Flow::Device, "accept", challenge, body).await
+    }
+    async fn client(&self, client_id: &str) -> Result<OAuth2Client, UpstreamError> {
+        let mut url = self.admin_url.clone();
+        url.path_segments_mut()
+            .map_err(|_| UpstreamError::Rejected {
+                upstream: Upstream::Hydra,
+                status: 0,
+            })?
+            .pop_if_empty()
+            .extend(["admin", "clients", client_id]);
+        upstream::with_read_retry(|| {
+            upstream::send_json(
+                Upstream::Hydra,
+                self.admin_request(reqwest::Method::GET, url.clone()),
+            )
+        })
+        .await
     }
 }
 

@@ -195,6 +195,20 @@ pub fn same_link(request: &Request) -> String {
     format!("/{}", link.trim_start_matches(['/', '\\']))
 }
 
+/// The client's network address as API Gateway saw it (`requestContext.http.sourceIp`), for
+/// per-address limits. API Gateway sets it from the TCP connection, so a browser cannot choose
+/// it the way it could an `X-Forwarded-For` header; without a context (tests, other fronts) all
+/// requests share one address, which only makes a limit stricter.
+pub fn source_address(request: &Request) -> String {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

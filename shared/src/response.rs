@@ -141,6 +141,11 @@ pub enum Failure {
         /// The same link (or an equivalent one), to try again.
         retry: Option<String>,
     },
+    /// Too many attempts from this browser or address (device user codes); say when to retry.
+    TooManyAttempts {
+        /// Seconds until attempts are counted afresh.
+        retry_after: u64,
+    },
     /// An upstream refused us: most likely a configuration problem.
     BadGateway,
     /// The body is larger than any legitimate form.
@@ -212,6 +217,7 @@ impl Failure {
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::InProgress { .. } => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -228,6 +234,7 @@ impl Failure {
             Self::Forbidden { .. } => "forbidden",
             Self::InProgress { .. } => "in_progress",
             Self::Unavailable { .. } => "temporarily_unavailable",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::BadGateway => "upstream_refused",
             Self::PayloadTooLarge => "payload_too_large",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -251,6 +258,10 @@ impl Failure {
             Self::Unavailable { .. } => (
                 "Temporarily unavailable",
                 "The sign-in service did not answer in time. Nothing was lost: please try again in a moment.",
+            ),
+            Self::TooManyAttempts { .. } => (
+                "Too many attempts",
+                "Too many codes were tried from this browser or network. Wait a few minutes, then try again with the code shown on your device.",
             ),
             Self::BadGateway => (
                 "Sign-in could not be completed",
@@ -291,6 +302,11 @@ impl Failure {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
+        if let Self::TooManyAttempts { retry_after } = self {
+            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
         }
         if matches!(self, Self::MethodNotAllowed) {
             response

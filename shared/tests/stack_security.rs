@@ -32,8 +32,8 @@ use bridge::config::{Config, Needs};
 use bridge::dynamo::DynamoReplayStore;
 use bridge::handlers::{consent, login, login_return, logout, system_clock};
 use bridge::hydra::{
-    AcceptConsent, AcceptLogin, ConsentRequest, HydraAdmin, HydraClient, LoginRequest,
-    LogoutRequest, RedirectTo, RejectRequest,
+    AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, HydraClient,
+    LoginRequest, LogoutRequest, OAuth2Client, RedirectTo, RejectRequest,
 };
 use bridge::keyset::KeySet;
 use bridge::kratos::{
@@ -282,6 +282,12 @@ impl HydraAdmin for CountingHydra {
     }
     async fn accept_logout(&self, _: &str) -> Result<RedirectTo, UpstreamError> {
         unreachable!("logout is not part of the race")
+    }
+    async fn accept_device(&self, _: &str, _: &AcceptDevice) -> Result<RedirectTo, UpstreamError> {
+        unreachable!("the device grant is not part of the race")
+    }
+    async fn client(&self, _: &str) -> Result<OAuth2Client, UpstreamError> {
+        unreachable!("clients are not part of the race")
     }
 }
 

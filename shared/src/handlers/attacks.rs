@@ -1381,6 +1381,7 @@ fn third_party_consent(skip: bool, scopes: &[&str]) -> ConsentRequest {
         requested_scope: scopes.iter().map(|s| (*s).to_owned()).collect(),
         requested_access_token_audience: vec!["api".to_owned()],
         skip,
+        request_url: String::new(),
         subject: "ident-1".to_owned(),
     }
 }

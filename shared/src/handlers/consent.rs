@@ -11,7 +11,9 @@ use std::sync::Arc;
 use askama::Template;
 use lambda_http::{Body, Request, Response};
 
-use super::{csrf_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie};
+use super::{
+    check_origin, csrf_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie,
+};
 use crate::claims::LoginContext;
 use crate::config::Config;
 use crate::hydra::{AcceptConsent, ConsentRequest, ConsentSession, HydraAdmin, RejectRequest};
@@ -165,6 +167,11 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
         });
     }
 
+    let consent = deps
+        .hydra
+        .consent_request(&challenge)
+        .await
+        .map_err(|e| consent_failure(&flow, e, request))?;
     if form.single("action", 16)? != Some("allow") {
         let reject = RejectRequest {
             error: "access_denied".to_owned(),
@@ -175,15 +182,16 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
             .reject_consent(&challenge, &reject)
             .await
             .map_err(|e| consent_failure(&flow, e, request))?;
-        tracing::info!(flow = %flow, event = "consent_denied", "user denied consent");
+        tracing::info!(flow = %flow, event = "consent_denied", device = consent.is_device_flow(), "user denied consent");
+        if consent.is_device_flow() {
+            // Hydra v26 answers the browser's return from a denied device consent with a bare
+            // error document and leaves the device polling until its code expires; the person
+            // deserves a page that says what happened.
+            return Ok(device_denied_page(&consent));
+        }
         return Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]));
     }
 
-    let consent = deps
-        .hydra
-        .consent_request(&challenge)
-        .await
-        .map_err(|e| consent_failure(&flow, e, request))?;
     // Only scopes Hydra says were requested can be granted, whatever the form claims; required
     // scopes stay granted even if a forged form leaves them out.
     let chosen: Vec<&str> = form.all("grant_scope").collect();
@@ -237,37 +245,28 @@ async fn accept(
     Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]))
 }
 
+/// The page after a denied device sign-in, naming the client.
+fn device_denied_page(consent: &ConsentRequest) -> Response<Body> {
+    let client = &consent.client;
+    let name = client
+        .client_name
+        .clone()
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| client.client_id.clone());
+    crate::response::message_page(
+        http::StatusCode::OK,
+        "Device not signed in",
+        &format!("You did not allow {name}. Nothing was shared with it, and the device will not be signed in."),
+        Some("You can close this page. To sign the device in after all, start again on the device."),
+        None,
+        None,
+    )
+}
+
 /// What a CSRF token is bound to: this challenge and this browser's CSRF cookie, so a token is
 /// useless for another consent request or in another browser.
 fn csrf_binding(challenge: &str, cookie: &str) -> String {
     format!("consent:{}:{cookie}", sha256_hex(challenge))
-}
-
-/// Refuses cross-site form posts: `Origin` must be our own, and `Sec-Fetch-Site` (when the
-/// browser sends it) must not say another site.
-fn check_origin(request: &Request, config: &Config) -> Result<(), Failure> {
-    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
-    let refused = Failure::Forbidden {
-        message: "This form was sent from another site and was refused.",
-    };
-    let fetch_site = header("sec-fetch-site");
-    if let Some(site) = fetch_site {
-        if !matches!(site, "same-origin" | "none") {
-            return Err(refused);
-        }
-    }
-    if let Some(origin) = header("origin") {
-        let ours = config.public_base_url.origin().ascii_serialization();
-        // Our pages send `Referrer-Policy: no-referrer`, under which browsers serialize the
-        // Origin of our own form POST as `null` (Fetch standard). `null` passes only when
-        // Sec-Fetch-Site vouches for a same-origin request; an opaque origin elsewhere (a
-        // sandboxed frame, a data: URL) stays refused.
-        let own_form_without_origin = origin == "null" && fetch_site == Some("same-origin");
-        if origin != ours && !own_form_without_origin {
-            return Err(refused);
-        }
-    }
-    Ok(())
 }
 
 /// Client-supplied links shown on the page must be http(s), never `javascript:` or `data:`.
@@ -331,22 +330,13 @@ mod tests {
             ],
             requested_access_token_audience: vec!["api".to_owned()],
             skip,
+            request_url: String::new(),
             subject: "ident-1".to_owned(),
         }
     }
 
     fn post(body: &str, cookie: Option<&str>, origin: Option<&str>) -> Request {
-        let mut builder = http::Request::builder()
-            .method("POST")
-            .uri("/consent")
-            .header("content-type", "application/x-www-form-urlencoded");
-        if let Some(cookie) = cookie {
-            builder = builder.header("cookie", cookie);
-        }
-        if let Some(origin) = origin {
-            builder = builder.header("origin", origin);
-        }
-        builder.body(Body::Text(body.to_owned())).expect("request")
+        post_form("/consent", body, cookie, origin)
     }
 
     /// Shows the screen and returns (csrf cookie header, csrf token).
@@ -357,19 +347,7 @@ mod tests {
         )
         .await;
         assert_eq!(response.status(), 200);
-        let cookie = set_cookies(&response)[0]
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let page = body(&response);
-        let token = page
-            .split("name=\"csrf_token\" value=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .expect("csrf token in form")
-            .to_owned();
-        (cookie, token)
+        form_csrf(&response)
     }
 
     #[tokio::test]
@@ -475,6 +453,30 @@ mod tests {
             "access_denied"
         );
         assert!(kit.hydra.accepted_consent("c1").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_denied_device_sign_in_ends_on_our_page_naming_the_client() {
+        let kit = Kit::new();
+        let mut device = consent("tv", false, None);
+        device.request_url =
+            "https://oauth.example.com/oauth2/device/verify?client_id=tv&device_verifier=v".to_owned();
+        kit.hydra.add_consent("c1", device);
+        let (cookie, token) = screen(&kit, "c1").await;
+        let body = format!(
+            "consent_challenge=c1&csrf_token={}&action=deny",
+            urlencode(&token)
+        );
+        let response = handle(post(&body, Some(&cookie), None), &deps(&kit)).await;
+        assert_eq!(response.status(), 200);
+        assert_secure_html(&response);
+        let page = crate::handlers::testkit::body(&response);
+        assert!(page.contains("Device not signed in"), "{page}");
+        assert!(!page.contains("<b>Evil"), "client name escaped");
+        assert_eq!(
+            kit.hydra.rejected_consent("c1").expect("rejected").error,
+            "access_denied"
+        );
     }
 
     #[tokio::test]

@@ -27,6 +27,8 @@ enum Route {
     Consent,
     Logout,
     Error,
+    Device,
+    DeviceDone,
 }
 
 struct Case {
@@ -91,6 +93,8 @@ fn path(route: Route) -> &'static str {
         Route::Consent => "/consent",
         Route::Logout => "/logout",
         Route::Error => "/error",
+        Route::Device => "/device",
+        Route::DeviceDone => "/device/done",
     }
 }
 
@@ -124,6 +128,7 @@ fn consent_request(client_id: &str, skip: bool, skip_consent: Option<bool>) -> C
         requested_scope: vec!["openid".to_owned(), "email".to_owned()],
         requested_access_token_audience: Vec::new(),
         skip,
+        request_url: String::new(),
         subject: "ident-1".to_owned(),
     }
 }
@@ -209,6 +214,17 @@ fn cases(kit: &Kit) -> Vec<Case> {
             .append_pair("grant_scope", "openid")
             .append_pair("grant_scope", "email")
             .append_pair("action", action)
+            .finish()
+    };
+    let device_token = kit.keys().csrf_key().token_for(&format!(
+        "device:{}:{CSRF_COOKIE}",
+        sha256_hex("device-1")
+    ));
+    let device_form = |code: &str| {
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("device_challenge", "device-1")
+            .append_pair("csrf_token", &device_token)
+            .append_pair("user_code", code)
             .finish()
     };
     let valid = seal(kit, "login-ok");
@@ -461,12 +477,39 @@ fn cases(kit: &Kit) -> Vec<Case> {
             }),
         Case::get("consent-foreign-origin", Route::Consent, "", 403)
             .post(form("allow", &csrf_token))
-            .cookie(csrf)
+            .cookie(csrf.clone())
             .header("origin", "https://evil.example.net")
             .setup(|kit, _| {
                 kit.hydra
                     .add_consent("consent-3", consent_request("third", false, None))
             }),
+        // Device verification (Hydra v26+).
+        Case::get(
+            "device-form",
+            Route::Device,
+            "device_challenge=device-1&user_code=bcdf-ghjk",
+            200,
+        ),
+        Case::get("device-without-challenge", Route::Device, "", 303)
+            .redirects_to("https://oauth.example.com/oauth2/device/verify"),
+        Case::get("device-code-accepted", Route::Device, "", 303)
+            .post(device_form("bcdf ghjk"))
+            .cookie(csrf.clone())
+            .header("origin", "https://auth.example.com")
+            .setup(|kit, _| kit.hydra.add_device("device-1", "BCDFGHJK"))
+            .redirects_to(HYDRA_NEXT),
+        Case::get("device-code-wrong", Route::Device, "", 400)
+            .post(device_form("ZZZZ-ZZZZ"))
+            .cookie(csrf)
+            .header("origin", "https://auth.example.com")
+            .setup(|kit, _| kit.hydra.add_device("device-1", "BCDFGHJK")),
+        Case::get("device-done", Route::DeviceDone, "client_id=tv", 200).setup(|kit, _| {
+            kit.hydra.add_client(OAuth2Client {
+                client_id: "tv".to_owned(),
+                client_name: Some("Living-room TV".to_owned()),
+                ..OAuth2Client::default()
+            })
+        }),
         // Logout.
         Case::get(
             "logout-valid",
@@ -590,6 +633,16 @@ async fn run(kit: &Kit, route: Route, request: Request) -> Response<Body> {
                 kratos: kit.kratos.clone(),
             };
             super::logout::handle(request, &deps).await
+        }
+        Route::Device | Route::DeviceDone => {
+            let deps = super::device::DeviceDeps {
+                config: kit.config.clone(),
+                hydra: kit.hydra.clone(),
+                keys: kit.keys(),
+                attempts: std::sync::Arc::new(crate::attempts::MemoryAttemptCounter::default()),
+                clock: kit.clock(),
+            };
+            super::device::handle(request, &deps).await
         }
         Route::Error => {
             super::error_page::handle(

@@ -3,6 +3,7 @@
 //! session, checking where Hydra sends the browser, the browser-binding cookie) lives here.
 
 pub mod consent;
+pub mod device;
 pub mod error_page;
 pub mod login;
 pub mod login_return;
@@ -108,6 +109,33 @@ pub(crate) fn accept_from_session(config: &Config, session: &KratosSession) -> A
         context: serde_json::to_value(context).ok(),
         identity_provider_session_id: Some(session.id.clone()),
     }
+}
+
+/// Refuses cross-site form posts: `Origin` must be our own, and `Sec-Fetch-Site` (when the
+/// browser sends it) must not say another site.
+pub(crate) fn check_origin(request: &Request, config: &Config) -> Result<(), Failure> {
+    let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let refused = Failure::Forbidden {
+        message: "This form was sent from another site and was refused.",
+    };
+    let fetch_site = header("sec-fetch-site");
+    if let Some(site) = fetch_site {
+        if !matches!(site, "same-origin" | "none") {
+            return Err(refused);
+        }
+    }
+    if let Some(origin) = header("origin") {
+        let ours = config.public_base_url.origin().ascii_serialization();
+        // Our pages send `Referrer-Policy: no-referrer`, under which browsers serialize the
+        // Origin of our own form POST as `null` (Fetch standard). `null` passes only when
+        // Sec-Fetch-Site vouches for a same-origin request; an opaque origin elsewhere (a
+        // sandboxed frame, a data: URL) stays refused.
+        let own_form_without_origin = origin == "null" && fetch_site == Some("same-origin");
+        if origin != ours && !own_form_without_origin {
+            return Err(refused);
+        }
+    }
+    Ok(())
 }
 
 /// Name of the browser-binding cookie. `__Host-` pins it to our exact host over https.

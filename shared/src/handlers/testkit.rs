@@ -54,6 +54,9 @@ struct HydraState {
     accepted_consents: HashMap<String, AcceptConsent>,
     rejected_consents: HashMap<String, RejectRequest>,
     accepted_logouts: Vec<String>,
+    device_codes: HashMap<String, String>,
+    accepted_devices: Vec<String>,
+    clients: HashMap<String, OAuth2Client>,
     calls: Vec<String>,
     redirect: Option<String>,
 }
@@ -76,6 +79,20 @@ impl FakeHydra {
     }
     pub fn add_logout(&self, challenge: &str, logout: LogoutRequest) {
         self.state().logouts.insert(challenge.to_owned(), logout);
+    }
+    /// A device challenge whose request Hydra knows by `user_code` (usable once).
+    pub fn add_device(&self, challenge: &str, user_code: &str) {
+        self.state()
+            .device_codes
+            .insert(challenge.to_owned(), user_code.to_owned());
+    }
+    pub fn add_client(&self, client: OAuth2Client) {
+        self.state()
+            .clients
+            .insert(client.client_id.clone(), client);
+    }
+    pub fn accepted_devices(&self) -> Vec<String> {
+        self.state().accepted_devices.clone()
     }
     pub fn fail_challenge(&self, challenge: &str, kind: UpstreamKind) {
         self.state().failures.insert(challenge.to_owned(), kind);
@@ -209,6 +226,32 @@ impl HydraAdmin for FakeHydra {
         self.state().accepted_logouts.push(challenge.to_owned());
         Ok(next)
     }
+    async fn accept_device(
+        &self,
+        challenge: &str,
+        body: &AcceptDevice,
+    ) -> Result<RedirectTo, UpstreamError> {
+        self.check("accept_device", challenge)?;
+        let next = self.next(challenge)?;
+        let mut state = self.state();
+        // Like Hydra: a wrong, unknown or used code is one and the same 400.
+        if state.device_codes.get(challenge) != Some(&body.user_code) {
+            return Err(upstream_error(UpstreamKind::Rejected, Upstream::Hydra));
+        }
+        state.device_codes.remove(challenge);
+        state.accepted_devices.push(body.user_code.clone());
+        Ok(next)
+    }
+    async fn client(&self, client_id: &str) -> Result<OAuth2Client, UpstreamError> {
+        self.check("client", client_id)?;
+        self.state()
+            .clients
+            .get(client_id)
+            .cloned()
+            .ok_or(UpstreamError::NotFound {
+                upstream: Upstream::Hydra,
+            })
+    }
 }
 
 #[derive(Default)]
@@ -338,6 +381,37 @@ pub fn get(uri: &str, cookie: Option<&str>) -> Request {
         builder = builder.header("cookie", cookie);
     }
     builder.body(Body::Empty).expect("request")
+}
+
+/// A form POST as a browser sends it.
+pub fn post_form(uri: &str, body: &str, cookie: Option<&str>, origin: Option<&str>) -> Request {
+    let mut builder = http::Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(cookie) = cookie {
+        builder = builder.header("cookie", cookie);
+    }
+    if let Some(origin) = origin {
+        builder = builder.header("origin", origin);
+    }
+    builder.body(Body::Text(body.to_owned())).expect("request")
+}
+
+/// The CSRF cookie (`name=value`) a form page set and the token its form carries.
+pub fn form_csrf(response: &Response<Body>) -> (String, String) {
+    let cookie = set_cookies(response)[0]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let token = body(response)
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("csrf token in form")
+        .to_owned();
+    (cookie, token)
 }
 
 pub fn location(response: &Response<Body>) -> String {
