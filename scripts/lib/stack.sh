@@ -21,6 +21,7 @@
 #   STACK_REQUIRE_APPS=1      an app that does not build fails stack_start (default: warn, skip it)
 #   STACK_LOGIN_CONSENT_TTL_SECONDS (1800)  Hydra ttl.login_consent_request, also exported as
 #                             BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS
+#   STACK_DEVICE_CODE_TTL_SECONDS (900)  Hydra ttl.device_user_code (Hydra v26+)
 #   STACK_REPLAY_TABLE (bridge-replay)  DynamoDB table name
 #   STACK_START_TIMEOUT (60)  seconds to wait for each part (apps: STACK_APP_TIMEOUT, 600, they compile)
 #   KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT FUNCTIONS_PORT
@@ -28,7 +29,9 @@
 #                             fixed ports (win over STACK_FREE_PORTS)
 #   BRIDGE_TOKEN_TTL_SECONDS, BRIDGE_IN_PROGRESS_SECONDS, BRIDGE_REMEMBER, BRIDGE_REMEMBER_FOR_SECONDS,
 #   BRIDGE_TRUSTED_CLIENTS, BRIDGE_CLAIM_MAPPING_JSON, BRIDGE_UPSTREAM_TIMEOUT_MS,
-#   BRIDGE_KRATOS_SESSION_COOKIE, RUST_LOG: copied into .stack/env when set.
+#   BRIDGE_KRATOS_SESSION_COOKIE, BRIDGE_DEVICE_MAX_ATTEMPTS, BRIDGE_DEVICE_MAX_ATTEMPTS_PER_ADDRESS,
+#   BRIDGE_DEVICE_ATTEMPT_WINDOW_SECONDS, BRIDGE_DEVICE_USER_CODE_CASE, RUST_LOG: copied into
+#   .stack/env when set.
 #
 # Everything lives in <repo>/.stack/ (gitignored; STACK_STATE=<dir> to use another directory): env, rendered kratos.yml / hydra.yml,
 # logs/<name>.log, pids/<name> (one process group per part). Config templates: stack/kratos,
@@ -51,7 +54,7 @@ STACK_GOOGLE_EMAIL=${STACK_GOOGLE_EMAIL:-ada.lovelace@example.com}
 STACK_GOOGLE_GIVEN_NAME=${STACK_GOOGLE_GIVEN_NAME:-Ada}
 STACK_GOOGLE_FAMILY_NAME=${STACK_GOOGLE_FAMILY_NAME:-Lovelace}
 
-# Hydra clients registered at start.
+# Hydra clients registered at start (demo-device, a public device-grant client, on Hydra v26+).
 STACK_CLIENTS="demo-first-party demo-second demo-third-party"
 
 _stack_log() { printf '[stack] %s\n' "$*" >&2; }
@@ -209,13 +212,13 @@ _stack_write_env() {
     f="$STACK_STATE/env"
     {
         echo "# Written by scripts/lib/stack.sh stack_start; source it: . .stack/env"
-        for n in STACK_ROOT STACK_DIR KRATOS_VERSION HYDRA_VERSION \
+        for n in STACK_ROOT STACK_DIR STACK_ORY KRATOS_VERSION HYDRA_VERSION \
             KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT KRATOS_PUBLIC_URL KRATOS_ADMIN_URL \
             HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT HYDRA_PUBLIC_URL HYDRA_ADMIN_URL \
             FUNCTIONS_PORT FUNCTIONS_URL LOGIN_SITE_PORT LOGIN_SITE_URL LOGIN_SITE_ADDR \
             DEMO_CLIENT_PORT DEMO_CLIENT_URL DEMO_CLIENT_ADDR DEMO_CLIENT_BASE_URL \
             MOCK_GOOGLE_PORT MOCK_GOOGLE_URL SMS_SINK_PORT SMS_SINK_URL MOTO_PORT MOTO_URL \
-            STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS STACK_APPS_STARTED \
+            STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS STACK_APPS_STARTED STACK_DEVICE_CODE_TTL_SECONDS \
             AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY \
             BRIDGE_PUBLIC_BASE_URL BRIDGE_HYDRA_ADMIN_URL BRIDGE_HYDRA_PUBLIC_URL \
             BRIDGE_KRATOS_PUBLIC_URL BRIDGE_KRATOS_ADMIN_URL BRIDGE_KRATOS_BROWSER_URL \
@@ -223,7 +226,9 @@ _stack_write_env() {
             BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS BRIDGE_DEV_INSECURE_COOKIES \
             BRIDGE_TOKEN_TTL_SECONDS BRIDGE_IN_PROGRESS_SECONDS BRIDGE_REMEMBER \
             BRIDGE_REMEMBER_FOR_SECONDS BRIDGE_TRUSTED_CLIENTS BRIDGE_CLAIM_MAPPING_JSON \
-            BRIDGE_UPSTREAM_TIMEOUT_MS BRIDGE_KRATOS_SESSION_COOKIE RUST_LOG; do
+            BRIDGE_UPSTREAM_TIMEOUT_MS BRIDGE_KRATOS_SESSION_COOKIE BRIDGE_DEVICE_MAX_ATTEMPTS \
+            BRIDGE_DEVICE_MAX_ATTEMPTS_PER_ADDRESS BRIDGE_DEVICE_ATTEMPT_WINDOW_SECONDS \
+            BRIDGE_DEVICE_USER_CODE_CASE RUST_LOG; do
             eval "set=\${$n+x} v=\${$n:-}"
             # shellcheck disable=SC2154
             if [ "$set" = x ]; then echo "export $n=$(_stack_q "$v")"; fi
@@ -244,14 +249,19 @@ _stack_register_clients() {
     scopes="openid offline_access email phone profile"
     for id in $STACK_CLIENTS; do
         case $id in
+            demo-device)
+                # A TV/CLI-style public client: device grant only, consent asked (third party).
+                body=$(printf '{"client_id":"demo-device","client_name":"Demo TV","grant_types":["urn:ietf:params:oauth:grant-type:device_code","refresh_token"],"response_types":["code"],"scope":"%s","token_endpoint_auth_method":"none","skip_consent":false}' "$scopes")
+                ;;
             demo-first-party) extra='"client_name":"Demo (first party)","skip_consent":true' ;;
             demo-second) extra='"client_name":"Demo (second first-party app)","skip_consent":true' ;;
             demo-third-party)
                 extra="\"client_name\":\"Third-Party Demo App\",\"skip_consent\":false,\"logo_uri\":\"$DEMO_CLIENT_URL/logo.svg\",\"policy_uri\":\"$DEMO_CLIENT_URL/policy\",\"tos_uri\":\"$DEMO_CLIENT_URL/tos\""
                 ;;
         esac
-        body=$(printf '{"client_id":"%s",%s,"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"scope":"%s","redirect_uris":["%s/callback"],"post_logout_redirect_uris":["%s/logged-out"],"token_endpoint_auth_method":"none"}' \
-            "$id" "$extra" "$scopes" "$DEMO_CLIENT_URL" "$DEMO_CLIENT_URL")
+        [ "$id" = demo-device ] ||
+            body=$(printf '{"client_id":"%s",%s,"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"scope":"%s","redirect_uris":["%s/callback"],"post_logout_redirect_uris":["%s/logged-out"],"token_endpoint_auth_method":"none"}' \
+                "$id" "$extra" "$scopes" "$DEMO_CLIENT_URL" "$DEMO_CLIENT_URL")
         code=$(curl -s -o "$STACK_LOGS/client-$id.json" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
             --data "$body" "$HYDRA_ADMIN_URL/admin/clients") || code=000
         if [ "$code" = 409 ]; then
@@ -301,7 +311,7 @@ _stack_start_apps() {
         rc=0
         # One binary at a time, as `cargo lambda watch` builds them (`cargo run --bin NAME`), so the
         # watcher finds every artifact fresh on the first call and builds nothing then.
-        for a in login login-return consent logout error; do
+        for a in login login-return consent logout error device; do
             [ $rc = 0 ] || break
             _stack_app_builds "function-$a" --bin "$a" || rc=$?
         done
@@ -386,9 +396,14 @@ _stack_start_inner() {
 
     ttl=${STACK_LOGIN_CONSENT_TTL_SECONDS:-1800}
     HYDRA_LOGIN_CONSENT_TTL="${ttl}s"
-    export HYDRA_LOGIN_CONSENT_TTL
+    HYDRA_DEVICE_CODE_TTL="${STACK_DEVICE_CODE_TTL_SECONDS:-900}s"
+    export HYDRA_LOGIN_CONSENT_TTL HYDRA_DEVICE_CODE_TTL
     stack_render "$STACK_ROOT/stack/kratos/kratos.yml" "$STACK_STATE/kratos.yml" || return 1
     stack_render "$STACK_ROOT/stack/hydra/hydra.yml" "$STACK_STATE/hydra.yml" || return 1
+    case $HYDRA_VERSION in
+        v2.*) sed -i '/# v26+$/d' "$STACK_STATE/hydra.yml" ;; # no device grant before v26
+        *) STACK_CLIENTS="$STACK_CLIENTS demo-device" ;;
+    esac
 
     AWS_REGION=${AWS_REGION:-us-east-1}
     AWS_DEFAULT_REGION=$AWS_REGION
@@ -413,7 +428,7 @@ _stack_start_inner() {
         BRIDGE_PUBLIC_BASE_URL BRIDGE_HYDRA_ADMIN_URL BRIDGE_HYDRA_PUBLIC_URL BRIDGE_KRATOS_PUBLIC_URL \
         BRIDGE_KRATOS_ADMIN_URL BRIDGE_KRATOS_BROWSER_URL BRIDGE_REPLAY_TABLE BRIDGE_DYNAMODB_ENDPOINT \
         BRIDGE_KEYSET_JSON BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS BRIDGE_DEV_INSECURE_COOKIES \
-        LOGIN_SITE_ADDR DEMO_CLIENT_ADDR DEMO_CLIENT_BASE_URL STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS
+        LOGIN_SITE_ADDR DEMO_CLIENT_ADDR DEMO_CLIENT_BASE_URL STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS STACK_ORY
     _stack_write_env
 
     _stack_log "building devstack (sms-sink, create-replay-table)"
@@ -532,7 +547,8 @@ stack_smoke() {
     [ "$out" = self_service_flow_return_to_forbidden ]; _smoke $? "foreign return_to refused: $out"
 
     out=$(curl -s "$HYDRA_ADMIN_URL/admin/clients" | jq -r '[.[].client_id] | sort | join(" ")')
-    [ "$out" = "demo-first-party demo-second demo-third-party" ]; _smoke $? "hydra clients: $out"
+    # shellcheck disable=SC2086 # one client id per word
+    [ "$out" = "$(printf '%s\n' $STACK_CLIENTS | sort | paste -sd' ')" ]; _smoke $? "hydra clients: $out"
 
     ver=smoke-verifier-0123456789-abcdefghijklmnopqrstuvwxyz
     ch=$(printf %s "$ver" | openssl dgst -sha256 -binary | base64 | tr '+/' '-_' | tr -d '=')
