@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bridge_e2e::{e2e, e2e_short_ttl, unique_phone, Browser, Document, GoogleUser, Stack};
+use demo_client::device::{DeviceAuthorization, DeviceError};
+use demo_client::oauth::TokenError;
 use serde_json::Value;
 use url::Url;
 
@@ -840,5 +842,317 @@ async fn e2e_security_headers() {
             }
         }
     })
+    .await;
+}
+
+// --- device authorization grant (RFC 8628; Hydra v26+) --------------------------------------
+
+const DEVICE_CLIENT: &str = "demo-device";
+const DEVICE_CLIENT_NAME: &str = "Demo TV";
+const DEVICE_SCOPE: &str = "openid offline_access email phone profile";
+
+/// The demo client in device mode, pointed at this stack's Hydra: it plays the TV.
+fn device(stack: &Stack) -> demo_client::oauth::Hydra {
+    demo_client::oauth::Hydra::new(stack.hydra_public.clone()).expect("device client")
+}
+
+/// Whether the stack's Hydra has the device grant; on `STACK_ORY=v1` (Hydra v2.3.0) the device
+/// scenarios have nothing to test, and say so.
+fn has_device_grant(stack: &Stack, scenario: &str) -> bool {
+    let hydra = stack.vars.get("HYDRA_VERSION").cloned().unwrap_or_default();
+    let supported = !hydra.starts_with("v2.");
+    if !supported {
+        eprintln!("{scenario}: not applicable, Hydra {hydra} has no device authorization grant");
+    }
+    supported
+}
+
+async fn start_device(stack: &Stack) -> DeviceAuthorization {
+    let grant = device(stack)
+        .start_device_authorization(DEVICE_CLIENT, DEVICE_SCOPE)
+        .await
+        .unwrap_or_else(|e| panic!("device authorization at Hydra: {e}"));
+    assert_eq!(
+        grant.user_code.len(),
+        8,
+        "Hydra's medium preset: {}",
+        grant.user_code
+    );
+    grant
+}
+
+/// The code as a person types it: lower case, a dash in the middle.
+fn typed_casually(user_code: &str) -> String {
+    let lower = user_code.to_ascii_lowercase();
+    format!("{}-{}", &lower[..4], &lower[4..])
+}
+
+/// Opens the verification address the device shows (with or without the code in it), checks the
+/// bridge's form and submits `typed` (or the pre-filled code).
+async fn enter_device_code(b: &Browser, grant: &DeviceAuthorization, typed: Option<&str>) {
+    let address = match typed {
+        Some(_) => grant.verification_uri.clone(),
+        None => grant
+            .verification_uri_complete
+            .clone()
+            .expect("Hydra sends verification_uri_complete"),
+    };
+    b.goto(&Url::parse(&address).expect("verification URL"))
+        .await;
+    b.wait_for("device-title").await;
+    let page = b.url().await;
+    assert!(
+        bridge_e2e::same_origin(&page, &b.stack().functions) && page.path() == "/device",
+        "Hydra's verification address led to {page}, not the bridge's /device"
+    );
+    match typed {
+        Some(code) => b.type_into("user-code", code).await,
+        None => {
+            let field = b.wait_for("user-code").await;
+            let value = field.prop("value").await.ok().flatten().unwrap_or_default();
+            assert_eq!(
+                value, grant.user_code,
+                "the code from the link is pre-filled"
+            );
+        }
+    }
+    submit_device_code(b).await;
+}
+
+/// Presses Continue on the code form and waits until the bridge has answered the POST, so the
+/// next step never acts on the page being left.
+async fn submit_device_code(b: &Browser) {
+    let mark = b.mark().await;
+    b.click("device-submit").await;
+    let deadline = Instant::now() + bridge_e2e::WAIT;
+    loop {
+        let answered = b
+            .since(mark)
+            .await
+            .responses
+            .iter()
+            .any(|d| d.url.path() == "/device");
+        if answered {
+            return;
+        }
+        if Instant::now() > deadline {
+            b.fail("the bridge never answered the device code form")
+                .await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Consent in the browser, the done page naming the client, and the device's tokens.
+async fn finish_device_sign_in(b: &Browser, grant: &DeviceAuthorization) -> Value {
+    b.wait_for("consent-title").await;
+    assert_eq!(b.text("client-name").await, DEVICE_CLIENT_NAME);
+    b.click("allow").await;
+    b.wait_for("device-done-title").await;
+    assert_eq!(b.text("client-name").await, DEVICE_CLIENT_NAME);
+    let done = b.url().await;
+    assert_eq!(done.path(), "/device/done", "{done}");
+    let tokens = device(b.stack())
+        .wait_for_device_tokens(DEVICE_CLIENT, grant, Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("[{}] the device got no tokens: {e}", b.label));
+    let id_token = tokens.id_token.expect("openid was granted: an ID token");
+    let claims = demo_client::oauth::id_token_claims(&id_token).expect("ID token claims");
+    assert!(
+        demo_client::oauth::audience_contains(&claims, DEVICE_CLIENT),
+        "aud: {claims:?}"
+    );
+    // The login went through the return function: sealed token, binding cookie, replay record.
+    let history = b.history().await;
+    assert!(
+        !history
+            .requests_to(&b.stack().functions, "/login/return")
+            .is_empty(),
+        "[{}] the device login did not pass the return function",
+        b.label
+    );
+    Value::Object(claims)
+}
+
+/// A TV asks for a device code; the user opens the address with the code, signs in with Google
+/// (a new account, registered on the way), allows the TV at consent and is told to go back to
+/// it; the TV's poll gets an ID token for that Kratos identity.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_device_flow_google() {
+    e2e("e2e_device_flow_google", |ctx| async move {
+        let stack = &ctx.stack;
+        if !has_device_grant(stack, "e2e_device_flow_google") {
+            return;
+        }
+        let user = GoogleUser::unique("device");
+        stack.put_google_user(&user).await;
+        let grant = start_device(stack).await;
+        let b = ctx.browser().await;
+        enter_device_code(&b, &grant, None).await;
+        b.wait_for_login_site().await;
+        b.sign_in_with_google(&user).await;
+        let claims = finish_device_sign_in(&b, &grant).await;
+
+        let sub = sub_of(&claims);
+        assert_eq!(ids_with_email(stack, &user.email).await, vec![sub.clone()]);
+        assert_eq!(claims["email"], user.email.as_str(), "claims: {claims}");
+    })
+    .await;
+}
+
+/// The same with a new phone number: the user types the code by hand (lower case, with a dash)
+/// at the plain verification address, registers by SMS code, and the TV gets `phone_number`.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_device_flow_sms() {
+    e2e("e2e_device_flow_sms", |ctx| async move {
+        let stack = &ctx.stack;
+        if !has_device_grant(stack, "e2e_device_flow_sms") {
+            return;
+        }
+        let phone = unique_phone();
+        let grant = start_device(stack).await;
+        let b = ctx.browser().await;
+        enter_device_code(&b, &grant, Some(&typed_casually(&grant.user_code))).await;
+        b.wait_for_login_site().await;
+        b.sign_up_with_sms(&phone).await;
+        let claims = finish_device_sign_in(&b, &grant).await;
+
+        assert_eq!(claims["phone_number"], phone.as_str(), "claims: {claims}");
+        assert_eq!(ids_with_phone(stack, &phone).await, vec![sub_of(&claims)]);
+    })
+    .await;
+}
+
+/// The user denies the TV at consent: the bridge rejects the consent at Hydra and says so on its
+/// own page, naming the client; the TV gets no token. (Hydra v26 does not tell the device about
+/// the denial: it keeps answering `authorization_pending` until the code expires, then
+/// `expired_token`.)
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_device_flow_denied() {
+    e2e("e2e_device_flow_denied", |ctx| async move {
+        let stack = &ctx.stack;
+        if !has_device_grant(stack, "e2e_device_flow_denied") {
+            return;
+        }
+        let user = GoogleUser::unique("device-deny");
+        stack.put_google_user(&user).await;
+        let grant = start_device(stack).await;
+        let b = ctx.browser().await;
+        enter_device_code(&b, &grant, None).await;
+        b.wait_for_login_site().await;
+        b.sign_in_with_google(&user).await;
+        b.wait_for("consent-title").await;
+        assert_eq!(b.text("client-name").await, DEVICE_CLIENT_NAME);
+        b.click("deny").await;
+        assert_eq!(b.text("page-title").await, "Device not signed in");
+        let message = b.text("page-message").await;
+        assert!(message.contains(DEVICE_CLIENT_NAME), "denial page: {message}");
+
+        let outcome = device(stack)
+            .wait_for_device_tokens(DEVICE_CLIENT, &grant, Duration::from_secs(5))
+            .await;
+        match outcome {
+            Err(DeviceError::TimedOut) => {}
+            Err(DeviceError::Token(TokenError::Rejected { error, .. }))
+                if error == "access_denied" || error == "expired_token" => {}
+            Err(other) => panic!("the denied device should get no token, got: {other}"),
+            Ok(_) => panic!("a denied device got tokens"),
+        }
+    })
+    .await;
+}
+
+/// Codes that must not work: a wrong one (the form comes back with a message), one already used
+/// by a finished sign-in, one past Hydra's `ttl.device_user_code` (on the short-TTL stack), and
+/// a browser that keeps guessing is refused with 429 even when it finally types the right code.
+#[tokio::test]
+#[ignore = "needs the local stack and the short-TTL stack; run ./scripts/test"]
+async fn e2e_device_code_wrong_expired_or_reused() {
+    e2e(
+        "e2e_device_code_wrong_expired_or_reused",
+        |ctx| async move {
+            let stack = &ctx.stack;
+            if !has_device_grant(stack, "e2e_device_code_wrong_expired_or_reused") {
+                return;
+            }
+            // Wrong: a well-formed code Hydra does not know.
+            let grant = start_device(stack).await;
+            let b = ctx.browser().await;
+            let wrong = if grant.user_code == "WRONGCDE" {
+                "WRONGCDF"
+            } else {
+                "WRONGCDE"
+            };
+            enter_device_code(&b, &grant, Some(wrong)).await;
+            let error = b.text("device-error").await;
+            assert!(
+                error.contains("did not work"),
+                "wrong code message: {error}"
+            );
+            assert!(b.exists("user-code").await, "the form is offered again");
+
+            // Guessing: the per-browser limit (BRIDGE_DEVICE_MAX_ATTEMPTS, 5 by default) is spent
+            // by wrong codes; then even the right code is refused and nothing reaches Hydra.
+            let limit: usize = stack
+                .vars
+                .get("BRIDGE_DEVICE_MAX_ATTEMPTS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(5);
+            for _ in 1..limit {
+                b.type_into("user-code", wrong).await;
+                submit_device_code(&b).await;
+                b.wait_for("device-error").await;
+            }
+            let mark = b.mark().await;
+            b.type_into("user-code", &grant.user_code).await;
+            submit_device_code(&b).await;
+            assert_eq!(b.text("page-title").await, "Too many attempts");
+            let refused = b.since(mark).await;
+            let statuses: Vec<u16> = refused
+                .responses
+                .iter()
+                .filter(|d| d.url.path() == "/device")
+                .map(|d| d.status)
+                .collect();
+            assert_eq!(statuses, vec![429], "the guessing browser's last submit");
+
+            // The right code from a browser that has not been guessing still works, once.
+            let user = GoogleUser::unique("device-reuse");
+            stack.put_google_user(&user).await;
+            let first = ctx.browser().await;
+            enter_device_code(&first, &grant, None).await;
+            first.wait_for_login_site().await;
+            first.sign_in_with_google(&user).await;
+            finish_device_sign_in(&first, &grant).await;
+
+            // Reused: the same code after the sign-in finished.
+            let again = ctx.browser().await;
+            enter_device_code(&again, &grant, Some(&grant.user_code)).await;
+            let error = again.text("device-error").await;
+            assert!(
+                error.contains("already used"),
+                "reused code message: {error}"
+            );
+
+            // Expired: on the short-TTL stack, a code older than ttl.device_user_code.
+            let short = ctx.with_stack(Stack::short_ttl().await);
+            let short_stack = &short.stack;
+            let ttl: u64 = short_stack
+                .vars
+                .get("STACK_DEVICE_CODE_TTL_SECONDS")
+                .and_then(|v| v.parse().ok())
+                .expect("the short-TTL stack declares STACK_DEVICE_CODE_TTL_SECONDS");
+            assert!(ttl <= 60, "not a short device-code TTL: {ttl} s");
+            let old = start_device(short_stack).await;
+            tokio::time::sleep(Duration::from_secs(ttl + 2)).await;
+            let late = short.browser().await;
+            enter_device_code(&late, &old, Some(&old.user_code)).await;
+            let error = late.text("device-error").await;
+            assert!(error.contains("expired"), "expired code message: {error}");
+        },
+    )
     .await;
 }
