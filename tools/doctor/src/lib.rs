@@ -107,6 +107,7 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String> + Clone) -> Vec<Check> 
             config.hydra_admin_url.clone(),
             "/version",
             "BRIDGE_HYDRA_ADMIN_URL",
+            MIN_HYDRA,
         )
         .await,
     );
@@ -118,6 +119,7 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String> + Clone) -> Vec<Check> 
             config.kratos_admin_url.clone(),
             "/admin/version",
             "BRIDGE_KRATOS_ADMIN_URL",
+            MIN_KRATOS,
         )
         .await,
     );
@@ -133,6 +135,7 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String> + Clone) -> Vec<Check> 
     checks.push(keys(&lookup, &http).await);
     checks.push(replay_table(&config, &http, &lookup).await);
     checks.extend(hydra_urls(&http, &config).await);
+    checks.push(device_url(&http, &config).await);
     checks.extend(kratos_return_and_cookie(&http, &config).await);
     checks
 }
@@ -161,6 +164,20 @@ fn admin(request: reqwest::RequestBuilder, config: &Config) -> reqwest::RequestB
     }
 }
 
+/// The oldest Hydra the bridge is tested with (`STACK_ORY=v1`); the device grant needs v26.
+pub const MIN_HYDRA: (u64, u64, u64) = (2, 3, 0);
+/// The oldest Kratos the bridge is tested with (`STACK_ORY=v1`).
+pub const MIN_KRATOS: (u64, u64, u64) = (1, 3, 1);
+
+/// `v26.2.0` (or `26.2.0`, with any `-suffix`) as numbers; `None` for `master` and other builds
+/// that do not say which release they are.
+pub fn release(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next()??))
+}
+
 async fn version(
     http: &reqwest::Client,
     config: &Config,
@@ -168,6 +185,7 @@ async fn version(
     base: Url,
     path: &str,
     variable: &str,
+    minimum: (u64, u64, u64),
 ) -> Check {
     let fix = format!("check {variable} and that the functions' network reaches it (security group, BRIDGE_ADMIN_HEADER)");
     match admin(http.get(join(&base, path)), config).send().await {
@@ -178,13 +196,66 @@ async fn version(
                 .ok()
                 .and_then(|v| v.get("version").and_then(|v| v.as_str()).map(str::to_owned))
                 .unwrap_or_else(|| "unknown".to_owned());
-            Check::pass(name, format!("reachable at {base}, version {version}"))
+            let (major, minor, patch) = minimum;
+            match release(&version) {
+                Some(found) if found < minimum => Check::fail(
+                    name,
+                    format!("{base} runs {version}, older than the oldest supported v{major}.{minor}.{patch}"),
+                    format!("upgrade to v{major}.{minor}.{patch} or newer (tested: Kratos v26.2.0 / Hydra v26.2.0, and Kratos v1.3.1 / Hydra v2.3.0)"),
+                ),
+                Some(_) => Check::pass(
+                    name,
+                    format!("reachable at {base}, version {version} (supported from v{major}.{minor}.{patch})"),
+                ),
+                None => Check::pass(
+                    name,
+                    format!("reachable at {base}, version {version} (not a release number; supported from v{major}.{minor}.{patch})"),
+                ),
+            }
         }
         Ok(response) => Check::fail(name, format!("{base} answered {}", response.status()), fix),
         Err(e) => Check::fail(
             name,
             format!("{base} unreachable ({})", error_kind(&e)),
             fix,
+        ),
+    }
+}
+
+/// Hydra's device verification endpoint must send browsers to the bridge's `/device` page.
+/// Before Hydra v26 there is no such endpoint, and the device page simply stays unused.
+async fn device_url(http: &reqwest::Client, config: &Config) -> Check {
+    let url = join(&config.hydra_public_url, "/oauth2/device/verify");
+    let expected = config.endpoint("device");
+    match http.get(&url).send().await {
+        Ok(response) if response.status() == reqwest::StatusCode::NOT_FOUND => Check::pass(
+            "device-url",
+            "Hydra has no device authorization grant (before v26); the /device page is unused",
+        ),
+        Ok(response) if response.status().is_redirection() => {
+            let location = location(&response);
+            if points_at(&location, &expected) {
+                Check::pass(
+                    "device-url",
+                    format!("Hydra sends device sign-ins to {expected}"),
+                )
+            } else {
+                Check::fail(
+                    "device-url",
+                    format!("Hydra sends device sign-ins to {}", without_query(&location)),
+                    format!("set Hydra's urls.device.verification to {expected} and urls.device.success to {expected}/done"),
+                )
+            }
+        }
+        Ok(response) => Check::fail(
+            "device-url",
+            format!("{url} answered {}", response.status()),
+            "check BRIDGE_HYDRA_PUBLIC_URL",
+        ),
+        Err(e) => Check::fail(
+            "device-url",
+            format!("{url} unreachable ({})", error_kind(&e)),
+            "check BRIDGE_HYDRA_PUBLIC_URL",
         ),
     }
 }
@@ -650,6 +721,15 @@ async fn kratos_return_and_cookie(http: &reqwest::Client, config: &Config) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_numbers_are_read_and_compared() {
+        assert_eq!(release("v26.2.0"), Some((26, 2, 0)));
+        assert_eq!(release("2.3.0-rc.1"), Some((2, 3, 0)));
+        assert_eq!(release("master"), None);
+        assert!(release("v1.3.0").is_some_and(|v| v < MIN_KRATOS));
+        assert!(release("v26.2.0").is_some_and(|v| v >= MIN_HYDRA));
+    }
 
     #[test]
     fn cookie_domain_rules() {
