@@ -5,8 +5,9 @@
 #                                        each bounded; prints executions and crashes per target;
 #                                        fails on a crash or a build failure
 #   security_supply_chain                cargo deny: licenses, bans, sources must pass; advisories
-#                                        are checked when the RustSec database can be had and
-#                                        reported loudly as NOT CHECKED when it cannot
+#                                        against the dated RustSec snapshot (../shared/rustsec) or
+#                                        another copy of the database, failing on any that reaches
+#                                        the functions; reported loudly as NOT CHECKED without one
 #   security_log_audit LOGDIR|FILE...    scans the functions' JSON log lines for secrets (tokens,
 #                                        challenges, code_verifier, cookies, SMS codes, key-set
 #                                        secrets); prints lines scanned and findings; fails on any
@@ -101,13 +102,32 @@ security_fuzz() {
 }
 
 # --- supply chain -----------------------------------------------------------------------------
-# security_supply_chain: cargo deny with deny.toml. Licenses, bans and sources must pass.
-# Advisories need the RustSec database (a git repository on GitHub): fetched when reachable;
-# otherwise a local copy is used when one exists (BRIDGE_ADVISORY_DB: a clone of
-# rustsec/advisory-db, or cargo-deny's own cache from an earlier online run), and failing both the
-# result is printed as NOT CHECKED. BRIDGE_REQUIRE_ADVISORIES=1 turns NOT CHECKED into a failure.
+# security_supply_chain: cargo deny with deny.toml. Licenses, bans and sources must pass, and the
+# functions must be free of aws-lc, the AWS SDK and OpenSSL. Then RustSec advisories, checked
+# against the first database to be had (the result line names it, with its date):
+#   1. BRIDGE_ADVISORY_DB, when set: a git checkout of rustsec/advisory-db the caller chose
+#   2. the dated snapshot in BRIDGE_RUSTSEC_SNAPSHOT (default ../shared/rustsec beside the
+#      checkout, the project's read-only reference folder): the tarball must match SHA256SUMS
+#      (refused, and the step failed, otherwise) and is unpacked once into
+#      $BRIDGE_CACHE/advisory-db/<commit>; used offline, before the network is ever tried
+#   3. the live database on GitHub, only when GitHub answers within 5 seconds (CI is offline and
+#      time-limited: no waiting on a network that is not there)
+#   4. cargo-deny's cache of an earlier online run
+# and failing all four the result is printed as NOT CHECKED (a failure with
+# BRIDGE_REQUIRE_ADVISORIES=1). An advisory that reaches the functions (SEC_FUNCTION_CRATES, not
+# counting their dev-dependencies) fails the step. One that reaches only the rest of the workspace
+# (dev tools, examples, end-to-end tests, benches: never deployed) is printed as a warning naming
+# the crate and the workspace members that pull it in, and does not fail the step.
+SEC_FUNCTION_CRATES="bridge-fn-login bridge-fn-login-return bridge-fn-consent bridge-fn-logout bridge-fn-error bridge-shared"
+# cargo-deny 0.20 opens the database of a `db-urls` entry at <db-path>/<last URL segment>-<hash>,
+# the hash being XxHash64 (seed 0xca80de71) of the lowercased URL: for deny.toml's
+# https://github.com/rustsec/advisory-db, this directory. It has no option naming the directory
+# itself (and refuses a file:// URL: a database URL needs a domain), so local copies are put, or
+# linked, under that name in a db-path of their own (`cargo deny -L debug` shows the path it opens).
+_SEC_ADVISORY_DB_DIR=advisory-db-3157b0e258782691
+
 security_supply_chain() {
-    local root out rc cfg db cache age
+    local root out rc
     root=$(_sec_root)
     if ! cargo deny --version >/dev/null 2>&1; then
         _sec_log "installing cargo-deny $CARGO_DENY_VERSION from crates.io (several minutes the first time)"
@@ -141,53 +161,280 @@ security_supply_chain() {
     fi
     _sec_out "supply chain: functions free of aws-lc, the AWS SDK and OpenSSL"
 
-    rc=0
-    (cd "$root" && cargo deny --locked check --hide-inclusion-graph advisories) >"$out" 2>&1 || rc=$?
-    if [ "$rc" = 0 ]; then
-        _sec_out "supply chain: advisories ok (RustSec database fetched now)"
-        rm -f "$out"
-        return 0
-    fi
-    if ! grep -q 'failed to fetch advisory database' "$out"; then
-        grep -E '^(error|warning)|ID|Title|Solution' "$out" >&2
-        _sec_out "supply chain: advisories FAILED"
-        rm -f "$out"
-        return 1
-    fi
-    _sec_log "the RustSec advisory database cannot be fetched:"
-    grep -E 'failed to fetch|fatal:' "$out" | sed 's/^/[security]   /' >&2
-    # A local copy: BRIDGE_ADVISORY_DB, or the cache of an earlier online run.
-    db=${BRIDGE_ADVISORY_DB:-}
-    cache=$(find "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs" -maxdepth 1 -name 'advisory-db-*' 2>/dev/null | head -n 1)
-    if [ -z "$db" ] && [ -n "$cache" ] && [ -d "$cache/crates" ]; then
-        db=$cache
-    fi
-    if [ -n "$db" ] && [ -d "$db/crates" ]; then
-        cfg=$(mktemp -d "${TMPDIR:-/tmp}/deny-offline.XXXXXX")
-        mkdir -p "$cfg/db"
-        # cargo-deny looks for <db-path>/<name>-<hash of the URL>; the name/hash of the default URL:
-        ln -s "$db" "$cfg/db/$(basename "${cache:-advisory-db-3157b0e258782691}")"
-        sed "s|^\[advisories\]|[advisories]\ndb-path = \"$cfg/db\"|" "$root/deny.toml" >"$cfg/deny.toml"
-        age=$(git -C "$db" log -1 --format=%cs 2>/dev/null || echo "unknown date")
+    rm -f "$out"
+    _sec_advisories
+}
+
+# _sec_advisories: the advisories part of security_supply_chain (the order is described there).
+_sec_advisories() {
+    local root snap repo rc
+    root=$(_sec_root)
+    if [ -n "${BRIDGE_ADVISORY_DB:-}" ]; then
+        _sec_local_db "$BRIDGE_ADVISORY_DB" || return 1
         rc=0
-        (cd "$root" && cargo deny --offline --config "$cfg/deny.toml" check --hide-inclusion-graph advisories) >"$out" 2>&1 || rc=$?
-        rm -rf "$cfg"
-        if [ "$rc" = 0 ]; then
-            _sec_out "supply chain: advisories ok against a LOCAL COPY of the RustSec database from $age ($db), not today's"
-            rm -f "$out"
+        _sec_advisories_check \
+            "the RustSec database $(_sec_db_label "$BRIDGE_ADVISORY_DB") in BRIDGE_ADVISORY_DB=$BRIDGE_ADVISORY_DB" \
+            "$BRIDGE_ADVISORY_DB" "$_sec_db_path" "$(git -C "$BRIDGE_ADVISORY_DB" log -1 --format=%cs)" || rc=$?
+        rm -rf "$_sec_db_tmp"
+        return "$rc"
+    fi
+    snap=${BRIDGE_RUSTSEC_SNAPSHOT:-$root/../shared/rustsec}
+    if [ -d "$snap" ]; then
+        if ! _sec_snapshot "$snap"; then
+            _sec_out "supply chain: advisories FAILED: the RustSec snapshot in $snap does not verify (see above)"
+            return 1
+        fi
+        _sec_log "advisories: RustSec snapshot $_sec_db_commit of $_sec_db_date ($snap), offline"
+        _sec_advisories_check \
+            "RustSec snapshot $(printf %.7s "$_sec_db_commit") ($_sec_db_date)" \
+            "$_sec_db_path/$_SEC_ADVISORY_DB_DIR" "$_sec_db_path" "$_sec_db_date"
+        return
+    fi
+    _sec_log "no RustSec snapshot in $snap"
+    # `git ls-remote` fails at once without DNS and is cut off after 5 s when packets vanish.
+    if timeout 5 git ls-remote --heads https://github.com/rustsec/advisory-db main >/dev/null 2>&1; then
+        # db-path empty: cargo-deny fetches into its own cache, ~/.cargo/advisory-dbs.
+        repo=${CARGO_HOME:-$HOME/.cargo}/advisory-dbs/$_SEC_ADVISORY_DB_DIR
+        if _sec_advisories_check "the live RustSec database" "$repo" ""; then
             return 0
         fi
-        grep -E '^(error|warning)|ID|Title|Solution' "$out" >&2
-        _sec_out "$(printf 'supply chain: advisories FAILED (local copy from %s)' "$age")"
-        rm -f "$out"
+        [ "$_sec_db_unusable" = 1 ] || return 1
+        _sec_log "the live RustSec database could not be used; trying a local copy"
+    else
+        _sec_log "github.com does not answer: the live RustSec database cannot be fetched"
+    fi
+    repo=$(find "${CARGO_HOME:-$HOME/.cargo}/advisory-dbs" -maxdepth 1 -name 'advisory-db-*' 2>/dev/null | head -n 1)
+    if [ -n "$repo" ] && [ -d "$repo/crates" ] && _sec_local_db "$repo"; then
+        rc=0
+        _sec_advisories_check "the RustSec database $(_sec_db_label "$repo") in cargo-deny's cache" \
+            "$repo" "$_sec_db_path" "$(git -C "$repo" log -1 --format=%cs)" || rc=$?
+        rm -rf "$_sec_db_tmp"
+        return "$rc"
+    fi
+    _sec_out "supply chain: ADVISORIES NOT CHECKED: no RustSec snapshot ($snap), github.com unreachable, no local copy (set BRIDGE_RUSTSEC_SNAPSHOT or BRIDGE_ADVISORY_DB)"
+    [ "${BRIDGE_REQUIRE_ADVISORIES:-0}" != 1 ]
+}
+
+# _sec_db_label REPO: "<short commit> (<commit date>)" of a git checkout of the database.
+_sec_db_label() {
+    git -C "$1" log -1 --format='%h (%cs)' 2>/dev/null || echo '(date unknown)'
+}
+
+# _sec_local_db REPO: a db-path in which cargo-deny finds the git checkout REPO: a temporary
+# directory (_sec_db_tmp, for the caller to remove) with a link of the expected name.
+_sec_local_db() {
+    if [ ! -d "$1/crates" ] || ! git -C "$1" rev-parse HEAD >/dev/null 2>&1; then
+        _sec_log "ERROR: $1 is not a git checkout of rustsec/advisory-db (crates/ and a commit)"
+        _sec_out "supply chain: advisories FAILED: $1 is not a RustSec database"
         return 1
     fi
-    rm -f "$out"
-    _sec_out "supply chain: ADVISORIES NOT CHECKED: the RustSec database (github.com/rustsec/advisory-db) is unreachable offline and no local copy exists (set BRIDGE_ADVISORY_DB)"
-    if [ "${BRIDGE_REQUIRE_ADVISORIES:-0}" = 1 ]; then
+    _sec_db_tmp=$(mktemp -d "${TMPDIR:-/tmp}/deny-db.XXXXXX") || return 1
+    ln -s "$(cd "$1" && pwd)" "$_sec_db_tmp/$_SEC_ADVISORY_DB_DIR"
+    _sec_db_path=$_sec_db_tmp
+}
+
+# _sec_deny_rows FILE: the diagnostics of a `cargo deny --format json` run, one a line, tab-separated:
+# severity, code (vulnerability, unmaintained, unsound, notice, yanked, ...), advisory id (or -),
+# "crate version", the workspace members that pull the crate in (comma-separated), message.
+_sec_deny_rows() {
+    jq -rR 'fromjson? | select(.type == "diagnostic") | .fields |
+        [.severity, .code, (.advisory.id // "-"),
+         ((.labels[0].span // "-") | split(" ") | .[0:2] | join(" ")),
+         ([.graphs[]? | .. | objects | select(has("Krate") and (has("parents") | not) and (.repeat != true))
+           | .Krate.name] | unique | join(",")),
+         .message] | @tsv' "$1"
+}
+
+# _sec_advisories_check LABEL REPO DB_PATH [DATE]: cargo deny's advisories check, twice: on the
+# functions alone (the other workspace members excluded, dev-dependencies too; cargo-deny then
+# resolves exactly the crates `cargo tree -e normal,build --target all -p <functions>` lists),
+# where any error fails, and on the whole workspace as deny.toml has it, whose other findings are
+# printed as warnings. REPO is the database's git checkout (for the count); DB_PATH empty means
+# online (cargo-deny fetches), otherwise offline against DB_PATH/$_SEC_ADVISORY_DB_DIR. DATE, for
+# a copy, is said in the result: newer advisories are not covered. Sets _sec_db_unusable=1
+# when cargo deny could not check at all (as opposed to finding something).
+_sec_advisories_check() {
+    local label repo dbpath date root work cfg members p excl count rc_fn rc_all hits rest warned
+    label=$1
+    repo=$2
+    dbpath=$3
+    date=${4:-}
+    root=$(_sec_root)
+    _sec_db_unusable=0
+    work=$(mktemp -d "${TMPDIR:-/tmp}/deny-adv.XXXXXX") || return 1
+    set --
+    if [ -n "$dbpath" ]; then
+        # deny.toml with the database's place. cargo-deny also refuses a database whose last fetch
+        # (.git/HEAD's time here) is over 90 days old; for a dated snapshot that measures when it
+        # was unpacked, not its age, so the limit is lifted and the date printed instead.
+        cfg=$work/deny.toml
+        sed "s|^\[advisories\]\$|[advisories]\ndb-path = \"$dbpath\"\nmaximum-db-staleness = \"P36500D\"|" \
+            "$root/deny.toml" >"$cfg"
+        if ! grep -q '^db-path = ' "$cfg"; then
+            _sec_log "ERROR: deny.toml has no [advisories] table to point at $dbpath"
+            _sec_out "supply chain: advisories FAILED (deny.toml has no [advisories] table)"
+            rm -rf "$work"
+            return 1
+        fi
+        set -- --offline --config "$cfg"
+    fi
+    # The functions: every workspace member outside SEC_FUNCTION_CRATES is excluded (by name:
+    # none of them shares a name with a registry crate), so a new tool counts as "the rest".
+    members=$(cd "$root" && cargo metadata --locked --offline --no-deps --format-version 1 |
+        jq -r '.packages[].name')
+    for p in $SEC_FUNCTION_CRATES; do
+        if ! printf '%s\n' "$members" | grep -qx "$p"; then
+            _sec_log "ERROR: $p (SEC_FUNCTION_CRATES) is not a workspace member"
+            _sec_out "supply chain: advisories FAILED (function crate $p not in the workspace)"
+            rm -rf "$work"
+            return 1
+        fi
+    done
+    excl=""
+    for p in $members; do
+        case " $SEC_FUNCTION_CRATES " in
+            *" $p "*) ;;
+            *) excl="$excl --exclude $p" ;;
+        esac
+    done
+    rc_fn=0
+    # shellcheck disable=SC2086 # $excl is a list of options
+    (cd "$root" && cargo deny --locked --format json "$@" --exclude-dev $excl check advisories) \
+        2>"$work/functions.json" >&2 || rc_fn=$?
+    rc_all=0
+    (cd "$root" && cargo deny --locked --format json "$@" check advisories) \
+        2>"$work/workspace.json" >&2 || rc_all=$?
+    _sec_deny_rows "$work/functions.json" >"$work/functions.tsv"
+    _sec_deny_rows "$work/workspace.json" >"$work/workspace.tsv"
+    # What the database holds: cargo-deny reads every crates/**/*.md but the placeholder id.
+    count=$(find "$repo/crates" -name '*.md' ! -name 'RUSTSEC-0000-0000.md' 2>/dev/null | wc -l)
+    if [ -z "$dbpath" ]; then
+        label="$label $(git -C "$repo" log -1 --format='%h (%cs)' 2>/dev/null) fetched now"
+    fi
+
+    # A failed run without a finding (no database, a stale or unreadable one, no Cargo.lock match)
+    # is no result at all: say so with cargo deny's own words.
+    hits=$(awk -F '\t' '$1 == "error"' "$work/functions.tsv" | wc -l)
+    if { [ "$rc_fn" != 0 ] && [ "$hits" = 0 ]; } ||
+        { [ "$rc_all" != 0 ] && [ "$(awk -F '\t' '$1 == "error"' "$work/workspace.tsv" | wc -l)" = 0 ]; }; then
+        _sec_log "cargo deny could not check advisories against $label:"
+        cat "$work/functions.json" "$work/workspace.json" |
+            jq -rR '. as $line | (fromjson? // null) as $j
+                | if $j == null then $line
+                  elif $j.type == "log" and $j.fields.level == "ERROR" then $j.fields.message
+                  else empty end' | sort -u | sed 's/^/[security]   /' >&2
+        _sec_out "supply chain: advisories NOT CHECKED: cargo deny could not use $label (see above)"
+        _sec_db_unusable=1
+        rm -rf "$work"
         return 1
     fi
-    return 0
+
+    # Findings on the functions' crates; the workspace run's other findings are the rest's.
+    # (FILENAME, not NR == FNR: the first file is empty when the functions are clean.)
+    awk -F '\t' 'FILENAME == ARGV[1] { seen[$2 FS $3 FS $4]; next } !(($2 FS $3 FS $4) in seen)' \
+        "$work/functions.tsv" "$work/workspace.tsv" >"$work/rest.tsv"
+    rest=$(wc -l <"$work/rest.tsv")
+    warned=$(awk -F '\t' '$1 != "error"' "$work/functions.tsv" | wc -l)
+    # One line each, crate and the members that pull it in named.
+    awk -F '\t' '$1 == "error" { printf "supply chain: ADVISORY %s (%s) in %s, which the functions use (via %s): %s\n", $3, $2, $4, $5, $6 }' \
+        "$work/functions.tsv" >"$work/lines"
+    awk -F '\t' '$1 != "error" { printf "supply chain: advisory warning %s (%s) in %s, in the functions (via %s): %s\n", $3, $2, $4, $5, $6 }' \
+        "$work/functions.tsv" >>"$work/lines"
+    awk -F '\t' '{ printf "supply chain: advisory warning %s (%s) in %s, only in dev tools/tests/examples (via %s), not deployed: %s\n", $3, $2, $4, $5, $6 }' \
+        "$work/rest.tsv" >>"$work/lines"
+    while IFS= read -r p; do _sec_out "$p"; done <"$work/lines"
+    if [ "$hits" != 0 ]; then
+        # cargo deny's full account (advisory text, solution) for whoever fixes it.
+        # shellcheck disable=SC2086 # $excl is a list of options
+        (cd "$root" && cargo deny --locked "$@" --exclude-dev $excl check --hide-inclusion-graph advisories) >&2 || true
+        _sec_out "$(printf 'supply chain: advisories FAILED against %s: %s advisories in the database, %s the functions%s' \
+            "$label" "$count" "$([ "$hits" = 1 ] && echo '1 affects' || echo "$hits affect")" \
+            "${date:+; advisories after $date are not covered}")"
+        rm -rf "$work"
+        return 1
+    fi
+    if [ "$warned" != 0 ]; then rest="$rest only the dev tools/tests/examples, $warned warnings on the functions"; else rest="$rest only the dev tools/tests/examples"; fi
+    _sec_out "$(printf 'supply chain: advisories ok against %s: %s advisories in the database, 0 affect the functions, %s%s' \
+        "$label" "$count" "$rest" "${date:+; advisories after $date are not covered}")"
+    rm -rf "$work"
+}
+
+# _sec_snapshot DIR: the dated RustSec snapshot in DIR (advisory-db-<commit>.tar.gz, its
+# SHA256SUMS, and a README.md naming the full commit and its date as "commit <40 hex>
+# (YYYY-MM-DD)"), verified and unpacked once into $BRIDGE_CACHE/advisory-db/<commit>/ (outside the
+# checkout: every worktree and fresh clone on the machine shares it) as a git repository, which is
+# what cargo-deny opens. The repository has one commit whose author, dates and message derive from
+# the snapshot alone, so the same tarball gives the same commit on every machine. Sets
+# _sec_db_path (the db-path for cargo-deny), _sec_db_commit and _sec_db_date; returns 1, after
+# saying why, when the snapshot does not verify or does not unpack.
+_sec_snapshot() {
+    local snap tarball sum short commit date base dir repo tmp src stamp
+    snap=$1
+    tarball=$(sed -n 's/^[0-9a-f]\{64\} [ *]\(advisory-db-[0-9a-f]\{7,40\}\.tar\.gz\)$/\1/p' "$snap/SHA256SUMS" 2>/dev/null | head -n 1)
+    if [ -z "$tarball" ] || [ ! -f "$snap/$tarball" ]; then
+        _sec_log "ERROR: $snap/SHA256SUMS lists no advisory-db-<commit>.tar.gz that exists there"
+        return 1
+    fi
+    sum=$(sed -n "s/^\([0-9a-f]\{64\}\) [ *]$tarball\$/\1/p" "$snap/SHA256SUMS" | head -n 1)
+    if [ "$(sha256sum "$snap/$tarball" | cut -d ' ' -f 1)" != "$sum" ]; then
+        _sec_log "ERROR: $snap/$tarball does not match its SHA256SUMS entry: refused"
+        return 1
+    fi
+    # The date is what every result rests on; it and the full commit come from the README, and
+    # must agree with the commit in the tarball's name.
+    short=${tarball#advisory-db-}
+    short=${short%.tar.gz}
+    commit=$(sed -n 's/.*commit \([0-9a-f]\{40\}\) ([0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}).*/\1/p' "$snap/README.md" 2>/dev/null | head -n 1)
+    date=$(sed -n 's/.*commit [0-9a-f]\{40\} (\([0-9]\{4\}-[0-9]\{2\}-[0-9]\{2\}\)).*/\1/p' "$snap/README.md" 2>/dev/null | head -n 1)
+    case $commit in
+        "$short"*) ;;
+        *)
+            _sec_log "ERROR: $snap/README.md names no commit ${short}... with its date (\"commit <40 hex> (YYYY-MM-DD)\")"
+            return 1
+            ;;
+    esac
+    base=${BRIDGE_CACHE:-$HOME/.cache/bridge-stack}/advisory-db
+    dir=$base/$commit
+    repo=$dir/$_SEC_ADVISORY_DB_DIR
+    stamp="from $tarball, sha256 $sum"
+    # Reused when it holds the commit made from this very tarball and nothing was changed since.
+    if [ "$(git -C "$repo" log -1 --format=%b 2>/dev/null)" != "$stamp" ] ||
+        [ -n "$(git -C "$repo" status --porcelain 2>&1)" ]; then
+        _sec_log "unpacking the RustSec snapshot $tarball into $repo"
+        mkdir -p "$base" || return 1
+        tmp=$(mktemp -d "$base/.unpack.XXXXXX") || return 1
+        tar -xzf "$snap/$tarball" -C "$tmp" || { rm -rf "$tmp"; return 1; }
+        # One top directory with crates/ (the advisories cargo-deny reads) in it.
+        src=$(find "$tmp" -mindepth 2 -maxdepth 2 -type d -name crates | head -n 1)
+        src=${src%/crates}
+        if [ -z "$src" ]; then
+            _sec_log "ERROR: $tarball has no <top>/crates directory"
+            rm -rf "$tmp"
+            return 1
+        fi
+        # -f: a global excludes file must not leave advisories out.
+        if ! git -c init.defaultBranch=main init -q "$src" || ! git -C "$src" add -A -f . ||
+            ! GIT_AUTHOR_DATE="${date}T00:00:00Z" GIT_COMMITTER_DATE="${date}T00:00:00Z" \
+                git -C "$src" -c user.name="bridge scripts" -c user.email="bridge-scripts@localhost" \
+                -c commit.gpgsign=false commit -q --no-verify \
+                -m "RustSec advisory-db $commit ($date)" -m "$stamp"; then
+            rm -rf "$tmp"
+            return 1
+        fi
+        rm -rf "$repo"
+        mkdir -p "$dir" && mv "$src" "$repo"
+        # A concurrent run (another worktree) may have put its copy there first; ours then
+        # landed inside it.
+        rm -rf "$tmp" "${repo:?}/${src##*/}"
+        if [ "$(git -C "$repo" log -1 --format=%b 2>/dev/null)" != "$stamp" ]; then
+            _sec_log "ERROR: could not set up $repo"
+            return 1
+        fi
+        _sec_log "snapshot repository ready, commit $(git -C "$repo" rev-parse HEAD) (the same on every machine)"
+    fi
+    _sec_db_path=$dir
+    _sec_db_commit=$commit
+    _sec_db_date=$date
 }
 
 # --- log audit --------------------------------------------------------------------------------
