@@ -118,7 +118,7 @@ security_fuzz() {
 # counting their dev-dependencies) fails the step. One that reaches only the rest of the workspace
 # (dev tools, examples, end-to-end tests, benches: never deployed) is printed as a warning naming
 # the crate and the workspace members that pull it in, and does not fail the step.
-SEC_FUNCTION_CRATES="bridge-fn-login bridge-fn-login-return bridge-fn-consent bridge-fn-logout bridge-fn-error bridge-shared"
+SEC_FUNCTION_CRATES="bridge-fn-login bridge-fn-login-return bridge-fn-consent bridge-fn-logout bridge-fn-error bridge-fn-device bridge-shared"
 # cargo-deny 0.20 opens the database of a `db-urls` entry at <db-path>/<last URL segment>-<hash>,
 # the hash being XxHash64 (seed 0xca80de71) of the lowercased URL: for deny.toml's
 # https://github.com/rustsec/advisory-db, this directory. It has no option naming the directory
@@ -153,7 +153,7 @@ security_supply_chain() {
     # Resolved as the zips are built (all five packages together, `-p`); the built zips are
     # checked for aws-lc again after `cargo lambda build` in scripts/test.
     if (cd "$root" && cargo tree --locked -e normal --prefix none -p bridge-fn-login \
-        -p bridge-fn-login-return -p bridge-fn-consent -p bridge-fn-logout -p bridge-fn-error) 2>/dev/null |
+        -p bridge-fn-login-return -p bridge-fn-consent -p bridge-fn-logout -p bridge-fn-error -p bridge-fn-device) 2>/dev/null |
         grep -E '^(aws-lc-rs|aws-lc-sys|aws-sdk-|aws-smithy-http-client|openssl) ' >&2; then
         _sec_out "supply chain: aws-lc / AWS SDK / OpenSSL in the functions' dependencies FAILED"
         rm -f "$out"
