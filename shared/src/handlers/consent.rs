@@ -276,7 +276,7 @@ fn is_web_url(raw: &str) -> bool {
 }
 
 fn consent_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_consent_failed", error = %error, "cannot use the consent challenge");
+    tracing::warn!(flow = %flow, event = "hydra_consent_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the consent challenge");
     let unknown = Failure::BadRequest {
         title: "Unknown consent request",
         message: "This consent request is not known. Please start again from the application.",
