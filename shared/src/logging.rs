@@ -14,9 +14,10 @@
 //! span's fields onto each line.
 //!
 //! Why not `lambda_runtime::tracing::init_default_subscriber`: it reads the same two variables,
-//! but its JSON nests event fields under `fields` and the request id under `span`, drops nothing
-//! below the level Lambda filters on (FATAL is not a tracing level and falls back to INFO), and
-//! has no place for the layer that turns events into metrics ([`crate::metrics`]).
+//! but its JSON nests event fields under `fields` and the request id under `span` (and loses the
+//! span when the level is above INFO), reads `FATAL` as INFO, and has no place for the layer that
+//! turns events into metrics ([`crate::metrics`]). This is the same registry and fmt layer with a
+//! flat JSON formatter and that layer beside it.
 
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
