@@ -11,6 +11,11 @@
 #   security_log_audit LOGDIR|FILE...    scans the functions' JSON log lines for secrets (tokens,
 #                                        challenges, code_verifier, cookies, SMS codes, key-set
 #                                        secrets); prints lines scanned and findings; fails on any
+#   security_log_request_ids LOGDIR|FILE...
+#                                        checks that the functions' JSON event lines carry
+#                                        Lambda's requestId (and counts the lines that do, and the
+#                                        embedded-metric-format lines); fails on an event line
+#                                        without one, or when no line has one
 #   security_report FILE                 prints the `attacks:` / `races:` / `faults:` lines the
 #                                        Rust tests appended to FILE (BRIDGE_SECURITY_REPORT)
 #
@@ -530,6 +535,50 @@ EOF
         "$lines" "$json" "$((lines - json))" "$(sort -u "$known" | wc -l)" "$findings")"
     rm -f "$known" "$tmp"
     [ "$findings" = 0 ]
+}
+
+# --- request ids --------------------------------------------------------------------------------
+# security_log_request_ids LOGDIR|FILE...: every JSON line a function writes for an event of an
+# invocation (`"event":"…"`) must carry Lambda's `"requestId":"…"` (shared/src/logging.rs copies it
+# from lambda_runtime's invocation span; cargo lambda watch hands every invocation a request id,
+# as Lambda does). Lines written outside an invocation are exempt: `startup_failed` (the cold
+# start before the first request) and lines without an `event` (the runtime's and libraries' own
+# debug lines while polling for the next invocation). Prints the counts, including the
+# embedded-metric-format lines (`"_aws":`), which carry the request id too.
+security_log_request_ids() {
+    local files dir f json with events missing emf emf_with tmp
+    [ $# -gt 0 ] || { _sec_log "usage: security_log_request_ids LOGDIR|FILE..."; return 2; }
+    files=""
+    for dir in "$@"; do
+        if [ -d "$dir" ] && [ -f "$dir/functions.log" ]; then
+            files="$files $dir/functions.log"
+        elif [ -f "$dir" ]; then
+            files="$files $dir"
+        else
+            _sec_out "$(printf 'request ids: NOT RUN (no functions.log in %s)' "$dir")"
+            return 1
+        fi
+    done
+    tmp=$(mktemp "${TMPDIR:-/tmp}/request-ids.XXXXXX")
+    json=0 with=0 events=0 missing=0 emf=0 emf_with=0
+    for f in $files; do
+        json=$((json + $(grep -c '^{' "$f")))
+        with=$((with + $(grep '^{' "$f" | grep -c '"requestId":"[^"]')))
+        emf=$((emf + $(grep '^{"_aws":' "$f" | grep -c '"CloudWatchMetrics":')))
+        emf_with=$((emf_with + $(grep '^{"_aws":' "$f" | grep -c '"requestId":"[^"]')))
+        events=$((events + $(grep '^{' "$f" | grep -v '^{"_aws":' | grep -c '"event":"')))
+        grep -n '^{' "$f" | grep '"event":"' | grep -v '"event":"startup_failed"' |
+            grep -v '"requestId":"[^"]' | cut -d: -f1 | sed "s|^|$f:|" >>"$tmp"
+    done
+    missing=$(wc -l <"$tmp")
+    if [ "$missing" != 0 ]; then
+        _sec_log "event lines without requestId (file:line):"
+        head -n 20 "$tmp" | sed 's/^/[security]   /' >&2
+    fi
+    rm -f "$tmp"
+    _sec_out "$(printf 'request ids: %s of %s JSON lines carry requestId; %s event lines, %s without; %s metric (EMF) lines, %s with requestId' \
+        "$with" "$json" "$events" "$missing" "$emf" "$emf_with")"
+    [ "$missing" = 0 ] && [ "$with" -gt 0 ]
 }
 
 # --- summary ----------------------------------------------------------------------------------

@@ -138,7 +138,8 @@ impl ConsentRequest {
         let path = Url::parse(&self.request_url)
             .map(|u| u.path().to_owned())
             .unwrap_or_else(|_| self.request_url.split('?').next().unwrap_or("").to_owned());
-        path.trim_end_matches('/').ends_with("/oauth2/device/verify")
+        path.trim_end_matches('/')
+            .ends_with("/oauth2/device/verify")
     }
 }
 

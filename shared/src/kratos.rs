@@ -147,10 +147,7 @@ impl KratosApi for KratosClient {
                 .get(self.public("/sessions/whoami"))
                 .header(http::header::COOKIE, kratos_cookies)
                 .header(http::header::ACCEPT, "application/json");
-            let response = request
-                .send()
-                .await
-                .map_err(|e| UpstreamError::from_transport(Upstream::Kratos, &e))?;
+            let response = upstream::send_any_status(Upstream::Kratos, request).await?;
             match response.status().as_u16() {
                 200 => {
                     let session: KratosSession =

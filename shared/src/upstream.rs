@@ -5,6 +5,10 @@
 //! (expired or unknown challenge) from "we are misconfigured" (other 4xx), because each leads the
 //! user somewhere else. [`UpstreamError`] carries exactly that distinction and nothing that could
 //! leak a secret (no URLs with challenges, no bodies).
+//!
+//! Every Kratos and Hydra call also leaves here with a W3C `traceparent` derived from the
+//! invocation's X-Ray trace header, so Ory's own traces join the function's X-Ray trace
+//! (docs/operations.md explains the choice).
 
 use std::time::Duration;
 
@@ -25,6 +29,19 @@ pub enum Upstream {
     ReplayStore,
     /// AWS Secrets Manager (key set).
     SecretsManager,
+}
+
+impl Upstream {
+    /// The `upstream` log field and the `Upstream` metric dimension: a fixed lower-case word per
+    /// service, named after what operators see in AWS (`dynamodb`, not "replay store").
+    pub fn log_name(self) -> &'static str {
+        match self {
+            Self::Hydra => "hydra",
+            Self::Kratos => "kratos",
+            Self::ReplayStore => "dynamodb",
+            Self::SecretsManager => "secretsmanager",
+        }
+    }
 }
 
 impl std::fmt::Display for Upstream {
@@ -81,6 +98,30 @@ impl UpstreamError {
     /// Whether retrying the same user action may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Transient { .. } | Self::Malformed { .. })
+    }
+
+    /// Which upstream failed (the `upstream` log field is its [`Upstream::log_name`]).
+    pub fn upstream(&self) -> Upstream {
+        match self {
+            Self::Transient { upstream, .. }
+            | Self::NotFound { upstream }
+            | Self::Expired { upstream }
+            | Self::Rejected { upstream, .. }
+            | Self::Malformed { upstream } => *upstream,
+        }
+    }
+
+    /// The `failure` log field: the class in one word. `unavailable`, `refused` and `malformed`
+    /// are the upstream's fault and count as `UpstreamFailures` ([`crate::metrics`]);
+    /// `unknown_request` and `expired` are a stale link and do not.
+    pub fn failure(&self) -> &'static str {
+        match self {
+            Self::Transient { .. } => "unavailable",
+            Self::NotFound { .. } => "unknown_request",
+            Self::Expired { .. } => "expired",
+            Self::Rejected { .. } => "refused",
+            Self::Malformed { .. } => "malformed",
+        }
     }
 
     /// Maps an unexpected status into the right class.
@@ -203,16 +244,79 @@ pub(crate) async fn send(
     upstream: Upstream,
     request: RequestBuilder,
 ) -> Result<Response, UpstreamError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| UpstreamError::from_transport(upstream, &e))?;
+    let response = send_any_status(upstream, request).await?;
     let status = response.status();
     if status.is_success() {
         Ok(response)
     } else {
         Err(UpstreamError::from_status(upstream, status))
     }
+}
+
+/// Sends a request with the trace context and returns whatever status comes back (callers that
+/// give meaning to some non-2xx answers, like Kratos' 401 for "no session").
+pub(crate) async fn send_any_status(
+    upstream: Upstream,
+    request: RequestBuilder,
+) -> Result<Response, UpstreamError> {
+    with_trace_context(request)
+        .send()
+        .await
+        .map_err(|e| UpstreamError::from_transport(upstream, &e))
+}
+
+/// The environment variable in which the Lambda runtime puts the invocation's X-Ray trace header
+/// (`lambda_runtime` sets it before each invocation and removes it when there is none).
+const XRAY_TRACE_ENV: &str = "_X_AMZN_TRACE_ID";
+
+/// Adds `traceparent` when the invocation is traced.
+fn with_trace_context(request: RequestBuilder) -> RequestBuilder {
+    match std::env::var(XRAY_TRACE_ENV)
+        .ok()
+        .as_deref()
+        .and_then(traceparent_from_xray)
+    {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
+    }
+}
+
+/// The W3C trace context (`traceparent`, version 00) of an X-Ray trace header
+/// `Root=1-<8 hex time>-<24 hex>;Parent=<16 hex>;Sampled=<0|1>`: the trace id is the root's 32
+/// hex digits, the parent id X-Ray's parent segment, the sampled flag X-Ray's decision. This is
+/// the mapping X-Ray itself uses for W3C trace ids, so the Ory spans land in the same trace.
+/// `None` for anything malformed: a missing header is better than a wrong one.
+pub fn traceparent_from_xray(header: &str) -> Option<String> {
+    let mut root = None;
+    let mut parent = None;
+    let mut sampled = false;
+    for part in header.split(';') {
+        let (key, value) = part.trim().split_once('=')?;
+        match key {
+            "Root" => root = Some(value),
+            "Parent" => parent = Some(value),
+            "Sampled" => sampled = value == "1",
+            _ => {}
+        }
+    }
+    let is_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let not_zero = |s: &str| s.bytes().any(|b| b != b'0');
+    let mut root_parts = root?.split('-');
+    let (version, time, unique) = (root_parts.next()?, root_parts.next()?, root_parts.next()?);
+    if version != "1" || root_parts.next().is_some() || !is_hex(time, 8) || !is_hex(unique, 24) {
+        return None;
+    }
+    let trace_id = format!("{time}{unique}");
+    let parent = parent?;
+    if !is_hex(parent, 16) || !not_zero(parent) || !not_zero(&trace_id) {
+        return None;
+    }
+    let flags = if sampled { "01" } else { "00" };
+    Some(format!("00-{trace_id}-{parent}-{flags}"))
 }
 
 /// Reads a bounded JSON body.
@@ -281,6 +385,79 @@ mod tests {
         let config = tls_client_config(None).expect("public roots alone");
         assert_eq!(config.alpn_protocols.len(), 2);
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn traceparent_follows_the_xray_header() {
+        assert_eq!(
+            traceparent_from_xray(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+            )
+            .as_deref(),
+            Some("00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01")
+        );
+        assert_eq!(
+            traceparent_from_xray(
+                "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0;Lineage=a:1"
+            )
+            .as_deref(),
+            Some("00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-00")
+        );
+        for bad in [
+            "",
+            "Root=1-5759e988-bd862e3fe1be46a994272793",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=0000000000000000;Sampled=1",
+            "Root=2-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+            "Root=1-5759E988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8",
+            "Root=1-5759e988-bd862e3f;Parent=53995c3f42cd8ad8",
+            "garbage",
+        ] {
+            assert_eq!(traceparent_from_xray(bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ory_calls_carry_the_invocation_trace() {
+        use wiremock::matchers::{header, method};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(header(
+                "traceparent",
+                "00-5759e988bd862e3fe1be46a994272793-53995c3f42cd8ad8-01",
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        // What lambda_runtime sets before each invocation. Other tests may see it too, which
+        // only adds a header their mocks do not look at.
+        std::env::set_var(
+            XRAY_TRACE_ENV,
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        );
+        let answer: Result<serde_json::Value, _> =
+            send_json(Upstream::Hydra, test_client().get(server.uri())).await;
+        std::env::remove_var(XRAY_TRACE_ENV);
+        assert!(answer.is_ok(), "{answer:?}");
+    }
+
+    #[test]
+    fn failures_name_their_upstream_and_class() {
+        let error =
+            UpstreamError::from_status(Upstream::ReplayStore, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.upstream().log_name(), "dynamodb");
+        assert_eq!(error.failure(), "unavailable");
+        let error = UpstreamError::from_status(Upstream::Hydra, StatusCode::GONE);
+        assert_eq!(
+            (error.upstream().log_name(), error.failure()),
+            ("hydra", "expired")
+        );
+        let error = UpstreamError::from_status(Upstream::Kratos, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (error.upstream().log_name(), error.failure()),
+            ("kratos", "refused")
+        );
     }
 
     #[test]

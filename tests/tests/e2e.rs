@@ -1049,7 +1049,10 @@ async fn e2e_device_flow_denied() {
         b.click("deny").await;
         assert_eq!(b.text("page-title").await, "Device not signed in");
         let message = b.text("page-message").await;
-        assert!(message.contains(DEVICE_CLIENT_NAME), "denial page: {message}");
+        assert!(
+            message.contains(DEVICE_CLIENT_NAME),
+            "denial page: {message}"
+        );
 
         let outcome = device(stack)
             .wait_for_device_tokens(DEVICE_CLIENT, &grant, Duration::from_secs(5))

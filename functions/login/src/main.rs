@@ -1,9 +1,8 @@
-//! The `login` Lambda: builds its dependencies once at cold start, then hands every request to
+//! The `login` Lambda: builds its dependencies once at cold start, then hands every request
+//! (through [`bridge::runtime::serve`], which logs the cold start) to
 //! [`bridge::handlers::login::handle`].
 
-use std::convert::Infallible;
-
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::Error;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
@@ -13,8 +12,5 @@ async fn main() -> Result<(), Error> {
         e
     })?;
     let deps = &deps;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Infallible>(bridge::handlers::login::handle(request, deps).await)
-    }))
-    .await
+    bridge::runtime::serve(|request| bridge::handlers::login::handle(request, deps)).await
 }

@@ -275,7 +275,7 @@ fn is_web_url(raw: &str) -> bool {
 }
 
 fn consent_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_consent_failed", error = %error, "cannot use the consent challenge");
+    tracing::warn!(flow = %flow, event = "hydra_consent_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the consent challenge");
     let unknown = Failure::BadRequest {
         title: "Unknown consent request",
         message: "This consent request is not known. Please start again from the application.",
@@ -460,7 +460,8 @@ mod tests {
         let kit = Kit::new();
         let mut device = consent("tv", false, None);
         device.request_url =
-            "https://oauth.example.com/oauth2/device/verify?client_id=tv&device_verifier=v".to_owned();
+            "https://oauth.example.com/oauth2/device/verify?client_id=tv&device_verifier=v"
+                .to_owned();
         kit.hydra.add_consent("c1", device);
         let (cookie, token) = screen(&kit, "c1").await;
         let body = format!(

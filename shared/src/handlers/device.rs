@@ -286,7 +286,7 @@ fn csrf_binding(challenge: &str, cookie: &str) -> String {
 }
 
 fn device_failure(flow: &str, error: UpstreamError, config: &Config, challenge: &str) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_device_failed", error = %error, "cannot use the device challenge");
+    tracing::warn!(flow = %flow, event = "hydra_device_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the device challenge");
     let restart = Some(start_over_url(config, None));
     match error {
         UpstreamError::NotFound { .. } => Failure::BadRequest {

@@ -36,7 +36,7 @@ async fn run(request: &Request, deps: &ErrorDeps) -> Result<Response<Body>, Fail
     if let Some(id) = params.single("id", 128)? {
         let error = if id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             deps.kratos.flow_error(id).await.map_err(|e| {
-                tracing::warn!(event = "kratos_error_lookup_failed", error = %e, "cannot read the Kratos error");
+                tracing::warn!(event = "kratos_error_lookup_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot read the Kratos error");
                 Failure::Unavailable { retry: Some(request::same_link(request)) }
             })?
         } else {

@@ -216,10 +216,10 @@ fn cases(kit: &Kit) -> Vec<Case> {
             .append_pair("action", action)
             .finish()
     };
-    let device_token = kit.keys().csrf_key().token_for(&format!(
-        "device:{}:{CSRF_COOKIE}",
-        sha256_hex("device-1")
-    ));
+    let device_token = kit
+        .keys()
+        .csrf_key()
+        .token_for(&format!("device:{}:{CSRF_COOKIE}", sha256_hex("device-1")));
     let device_form = |code: &str| {
         url::form_urlencoded::Serializer::new(String::new())
             .append_pair("device_challenge", "device-1")

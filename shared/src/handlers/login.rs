@@ -153,7 +153,7 @@ async fn has_reusable_session(
         Ok(Some(session)) => session,
         Ok(None) => return false,
         Err(e) => {
-            tracing::warn!(flow = %flow, event = "sso_check_failed", error = %e, "going through the login flow instead");
+            tracing::warn!(flow = %flow, event = "sso_check_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "going through the login flow instead");
             return false;
         }
     };
@@ -178,12 +178,12 @@ async fn accept_and_redirect(
         .await
         .map_err(|e| login_request_failure(flow, e, request))?;
     let next = hydra_redirect(&deps.config, &answer)?;
-    tracing::info!(flow = %flow, event = "login_accepted", "login accepted at entry");
+    tracing::info!(flow = %flow, event = "login_accepted", method = "remembered", "login accepted at entry");
     Ok(see_other(&next, &[]))
 }
 
 fn login_request_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_login_request_failed", error = %error, "cannot use the login challenge");
+    tracing::warn!(flow = %flow, event = "hydra_login_request_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the login challenge");
     let unknown = Failure::BadRequest {
         title: "Unknown sign-in request",
         message: "This sign-in request is not known. Please start again from the application.",

@@ -82,7 +82,7 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         &deps.config.kratos_session_cookie,
     );
     let session = deps.kratos.whoami(&cookies).await.map_err(|e| {
-        tracing::warn!(flow = %flow, event = "kratos_whoami_failed", error = %e, "cannot check the Kratos session");
+        tracing::warn!(flow = %flow, event = "kratos_whoami_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot check the Kratos session");
         unavailable(request, e)
     })?;
     let Some(session) = session else {
@@ -106,7 +106,7 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         now: epoch_seconds(now),
     };
     let outcome = deps.replay.claim(&claim).await.map_err(|e| {
-        tracing::warn!(flow = %flow, event = "replay_store_failed", error = %e, "cannot claim the token");
+        tracing::warn!(flow = %flow, event = "replay_store_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot claim the token");
         unavailable(request, e)
     })?;
     match outcome {
@@ -141,7 +141,7 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         Ok(answer) => answer,
         Err(error) => {
             release(deps, &claim, &flow).await;
-            tracing::warn!(flow = %flow, event = "hydra_accept_failed", error = %error, "login not accepted");
+            tracing::warn!(flow = %flow, event = "hydra_accept_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "login not accepted");
             return match (error, restart) {
                 // The challenge is dead (expired, already used, unknown): Hydra's original
                 // authorization URL starts a fresh one, and the Kratos session makes it quick.
@@ -166,16 +166,28 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
     if let Err(e) = deps.replay.complete(&claim, next.as_str()).await {
         // The login is accepted; the user may go on. A refresh will find the claim in progress
         // until it expires, then accept again (Hydra allows that for the same challenge).
-        tracing::warn!(flow = %flow, event = "replay_complete_failed", error = %e, "could not record completion");
+        tracing::warn!(flow = %flow, event = "replay_complete_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "could not record completion");
     }
     tracing::info!(
         flow = %flow,
         event = "login_accepted",
         client_id = token.payload.client_id.as_deref().unwrap_or(""),
         amr = ?accept.amr,
+        method = %login_method(&accept.amr),
         "login accepted after Kratos"
     );
     Ok(see_other(&next, &[]))
+}
+
+/// The `method` of a `login_accepted` line and the `Method` dimension of the `LoginAccepted`
+/// metric: the session's `amr` values joined by `+` (`fed`, `sms+otp`, `fed+otp+mfa`), a small
+/// fixed vocabulary (README, "What Hydra learns at login accept").
+fn login_method(amr: &[String]) -> String {
+    if amr.is_empty() {
+        "unknown".to_owned()
+    } else {
+        amr.join("+")
+    }
 }
 
 /// Hydra's original authorization URL, when it is on Hydra's public origin: the only safe way
@@ -191,7 +203,7 @@ fn restart_url(config: &Config, token: &OpenedToken) -> Option<Url> {
 async fn release(deps: &ReturnDeps, claim: &Claim, flow: &str) {
     if let Err(e) = deps.replay.release(claim).await {
         // The in-progress expiry frees the token soon anyway.
-        tracing::warn!(flow = %flow, event = "replay_release_failed", error = %e, "claim left to expire");
+        tracing::warn!(flow = %flow, event = "replay_release_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "claim left to expire");
     }
 }
 

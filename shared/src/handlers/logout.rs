@@ -75,7 +75,7 @@ async fn run(request: &Request, deps: &LogoutDeps) -> Result<Response<Body>, Fai
 }
 
 fn logout_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "logout_failed", error = %error, "logout not completed");
+    tracing::warn!(flow = %flow, event = "logout_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "logout not completed");
     let unknown = Failure::BadRequest {
         title: "Unknown logout request",
         message: "This logout request is not known. You may already be logged out.",
