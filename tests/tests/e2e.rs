@@ -943,6 +943,23 @@ async fn submit_device_code(b: &Browser) {
     }
 }
 
+/// A new Google account starts a device sign-in: the TV's grant, and a browser that opened the
+/// link with the code and signed in with Google (first-time registration on the way); it stands
+/// at consent next.
+async fn device_google_sign_in(
+    ctx: &bridge_e2e::Ctx,
+    tag: &str,
+) -> (Browser, DeviceAuthorization, GoogleUser) {
+    let user = GoogleUser::unique(tag);
+    ctx.stack.put_google_user(&user).await;
+    let grant = start_device(&ctx.stack).await;
+    let b = ctx.browser().await;
+    enter_device_code(&b, &grant, None).await;
+    b.wait_for_login_site().await;
+    b.sign_in_with_google(&user).await;
+    (b, grant, user)
+}
+
 /// Consent in the browser, the done page naming the client, and the device's tokens.
 async fn finish_device_sign_in(b: &Browser, grant: &DeviceAuthorization) -> Value {
     b.wait_for("consent-title").await;
@@ -985,13 +1002,7 @@ async fn e2e_device_flow_google() {
         if !has_device_grant(stack, "e2e_device_flow_google") {
             return;
         }
-        let user = GoogleUser::unique("device");
-        stack.put_google_user(&user).await;
-        let grant = start_device(stack).await;
-        let b = ctx.browser().await;
-        enter_device_code(&b, &grant, None).await;
-        b.wait_for_login_site().await;
-        b.sign_in_with_google(&user).await;
+        let (b, grant, user) = device_google_sign_in(&ctx, "device").await;
         let claims = finish_device_sign_in(&b, &grant).await;
 
         let sub = sub_of(&claims);
@@ -1037,13 +1048,7 @@ async fn e2e_device_flow_denied() {
         if !has_device_grant(stack, "e2e_device_flow_denied") {
             return;
         }
-        let user = GoogleUser::unique("device-deny");
-        stack.put_google_user(&user).await;
-        let grant = start_device(stack).await;
-        let b = ctx.browser().await;
-        enter_device_code(&b, &grant, None).await;
-        b.wait_for_login_site().await;
-        b.sign_in_with_google(&user).await;
+        let (b, grant, _) = device_google_sign_in(&ctx, "device-deny").await;
         b.wait_for("consent-title").await;
         assert_eq!(b.text("client-name").await, DEVICE_CLIENT_NAME);
         b.click("deny").await;

@@ -11,18 +11,14 @@ use std::sync::Arc;
 use askama::Template;
 use lambda_http::{Body, Request, Response};
 
-use super::{
-    check_origin, csrf_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie,
-};
+use super::{checked_form, form_guard, hydra_redirect, respond, CheckedForm};
 use crate::claims::LoginContext;
 use crate::config::Config;
 use crate::hydra::{AcceptConsent, ConsentRequest, ConsentSession, HydraAdmin, RejectRequest};
 use crate::keyset::KeySet;
 use crate::logging::flow_id;
-use crate::replay::sha256_hex;
 use crate::request;
 use crate::response::{render_page, see_other, stylesheet, Failure};
-use crate::token::new_binding_cookie_value;
 use crate::upstream::UpstreamError;
 
 /// What the consent function needs, built once at cold start.
@@ -104,11 +100,7 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         return accept(deps, &challenge, &flow, &consent, grant, remember, request).await;
     }
 
-    let csrf_cookie =
-        match reusable_cookie_value(request::cookie(request, csrf_cookie_name(&deps.config))) {
-            Some(value) => value,
-            None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
-        };
+    let guard = form_guard(request, &deps.config, &deps.keys, "consent", &challenge)?;
     let client = &consent.client;
     let page = ConsentPage {
         css: stylesheet(),
@@ -121,10 +113,7 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         policy_uri: client.policy_uri.clone().filter(|u| is_web_url(u)),
         tos_uri: client.tos_uri.clone().filter(|u| is_web_url(u)),
         challenge: &challenge,
-        csrf_token: deps
-            .keys
-            .csrf_key()
-            .token_for(&csrf_binding(&challenge, &csrf_cookie)),
+        csrf_token: guard.token,
         form_action: deps.config.endpoint("consent").path().to_owned(),
         scopes: consent
             .requested_scope
@@ -137,35 +126,23 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
             .collect(),
     };
     tracing::info!(flow = %flow, event = "consent_screen", client_id = %client.client_id, "asking the user");
-    let cookie = set_cookie(
-        &deps.config,
-        csrf_cookie_name(&deps.config),
-        &csrf_cookie,
-        3600,
-    );
     Ok(crate::response::with_cookies(
         render_page(http::StatusCode::OK, &page),
-        &[cookie],
+        &[guard.set_cookie],
     ))
 }
 
 async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, Failure> {
-    check_origin(request, &deps.config)?;
-    let form = request::form(request)?;
-    let challenge = request::challenge(&form, "consent_challenge")?;
+    let CheckedForm {
+        form, challenge, ..
+    } = checked_form(
+        request,
+        &deps.config,
+        &deps.keys,
+        "consent",
+        "consent_challenge",
+    )?;
     let flow = flow_id(&challenge);
-    let presented = form.single("csrf_token", 256)?.unwrap_or("");
-    let cookie = request::cookie(request, csrf_cookie_name(&deps.config)).unwrap_or_default();
-    if cookie.is_empty()
-        || !deps
-            .keys
-            .verify_csrf_token(&csrf_binding(&challenge, &cookie), presented)
-    {
-        tracing::warn!(flow = %flow, event = "consent_csrf_refused", "consent form without a valid CSRF token");
-        return Err(Failure::Forbidden {
-            message: "This form has expired or was not sent from this site. Please go back and try again.",
-        });
-    }
 
     let consent = deps
         .hydra
@@ -261,12 +238,6 @@ fn device_denied_page(consent: &ConsentRequest) -> Response<Body> {
         None,
         None,
     )
-}
-
-/// What a CSRF token is bound to: this challenge and this browser's CSRF cookie, so a token is
-/// useless for another consent request or in another browser.
-fn csrf_binding(challenge: &str, cookie: &str) -> String {
-    format!("consent:{}:{cookie}", sha256_hex(challenge))
 }
 
 /// Client-supplied links shown on the page must be http(s), never `javascript:` or `data:`.

@@ -16,18 +16,16 @@ use lambda_http::{Body, Request, Response};
 use url::Url;
 
 use super::{
-    check_origin, csrf_cookie_name, epoch_seconds, hydra_redirect, require_method, respond,
-    reusable_cookie_value, set_cookie, Clock,
+    checked_form, epoch_seconds, form_guard, hydra_redirect, require_method, respond, CheckedForm,
+    Clock,
 };
 use crate::attempts::{AttemptCounter, AttemptVerdict};
 use crate::config::{Config, UserCodeCase};
 use crate::hydra::{AcceptDevice, HydraAdmin};
 use crate::keyset::KeySet;
 use crate::logging::flow_id;
-use crate::replay::sha256_hex;
 use crate::request;
 use crate::response::{render_page, see_other, stylesheet, Failure};
-use crate::token::new_binding_cookie_value;
 use crate::upstream::UpstreamError;
 
 /// What the device function needs, built once at cold start.
@@ -115,22 +113,18 @@ fn show(request: &Request, deps: &DeviceDeps) -> Result<Response<Body>, Failure>
 }
 
 async fn submit(request: &Request, deps: &DeviceDeps) -> Result<Response<Body>, Failure> {
-    check_origin(request, &deps.config)?;
-    let form = request::form(request)?;
-    let challenge = request::challenge(&form, "device_challenge")?;
+    let CheckedForm {
+        form,
+        challenge,
+        browser,
+    } = checked_form(
+        request,
+        &deps.config,
+        &deps.keys,
+        "device",
+        "device_challenge",
+    )?;
     let flow = flow_id(&challenge);
-    let presented = form.single("csrf_token", 256)?.unwrap_or("");
-    let cookie = request::cookie(request, csrf_cookie_name(&deps.config)).unwrap_or_default();
-    if cookie.is_empty()
-        || !deps
-            .keys
-            .verify_csrf_token(&csrf_binding(&challenge, &cookie), presented)
-    {
-        tracing::warn!(flow = %flow, event = "device_csrf_refused", "device form without a valid CSRF token");
-        return Err(Failure::Forbidden {
-            message: "This form has expired or was not sent from this site. Please go back and try again.",
-        });
-    }
     let typed = form.single("user_code", 4 * MAX_USER_CODE_CHARS)?;
     let Some(user_code) = typed.and_then(|c| normalise_user_code(c, deps.config.device_code_case))
     else {
@@ -152,7 +146,7 @@ async fn submit(request: &Request, deps: &DeviceDeps) -> Result<Response<Body>, 
         .check(
             deps.attempts.as_ref(),
             "device",
-            &cookie,
+            &browser,
             &request::source_address(request),
             now,
         )
@@ -224,29 +218,19 @@ fn form_page(
     error: Option<&str>,
     status: http::StatusCode,
 ) -> Response<Body> {
-    let cookie_name = csrf_cookie_name(&deps.config);
-    let csrf_cookie = match reusable_cookie_value(request::cookie(request, cookie_name)) {
-        Some(value) => value,
-        None => match new_binding_cookie_value() {
-            Ok(value) => value,
-            Err(_) => return Failure::Internal.into_response(request::wants_json(request)),
-        },
+    let guard = match form_guard(request, &deps.config, &deps.keys, "device", challenge) {
+        Ok(guard) => guard,
+        Err(failure) => return failure.into_response(request::wants_json(request)),
     };
     let page = DevicePage {
         css: stylesheet(),
         challenge,
-        csrf_token: deps
-            .keys
-            .csrf_key()
-            .token_for(&csrf_binding(challenge, &csrf_cookie)),
+        csrf_token: guard.token,
         form_action: deps.config.endpoint("device").path().to_owned(),
         user_code,
         error,
     };
-    crate::response::with_cookies(
-        render_page(status, &page),
-        &[set_cookie(&deps.config, cookie_name, &csrf_cookie, 3600)],
-    )
+    crate::response::with_cookies(render_page(status, &page), &[guard.set_cookie])
 }
 
 /// The user code as Hydra stores it: without the spaces and dashes people type for readability,
@@ -278,11 +262,6 @@ fn start_over_url(config: &Config, user_code: Option<&str>) -> Url {
         url.query_pairs_mut().append_pair("user_code", code);
     }
     url
-}
-
-/// What a CSRF token is bound to: this challenge and this browser's cookie.
-fn csrf_binding(challenge: &str, cookie: &str) -> String {
-    format!("device:{}:{cookie}", sha256_hex(challenge))
 }
 
 fn device_failure(flow: &str, error: UpstreamError, config: &Config, challenge: &str) -> Failure {
@@ -338,6 +317,18 @@ mod tests {
             .finish()
     }
 
+    /// Posts the code form with this browser's cookie from our own origin.
+    async fn submit(
+        deps: &DeviceDeps,
+        cookie: &str,
+        challenge: &str,
+        token: &str,
+        code: &str,
+    ) -> Response<Body> {
+        let body = submit_body(challenge, token, code);
+        handle(post_form("/device", &body, Some(cookie), ORIGIN), deps).await
+    }
+
     async fn form(deps: &DeviceDeps, challenge: &str) -> (String, String) {
         let response = handle(
             get(&format!("/device?device_challenge={challenge}"), None),
@@ -382,16 +373,7 @@ mod tests {
         assert_eq!(response.status(), 200);
         assert!(body(&response).contains("value=\"BCDFGHJK\""));
         let (cookie, token) = form_csrf(&response);
-        let response = handle(
-            post_form(
-                "/device",
-                &submit_body("d1", &token, "bcdf ghjk"),
-                Some(&cookie),
-                ORIGIN,
-            ),
-            &deps,
-        )
-        .await;
+        let response = submit(&deps, &cookie, "d1", &token, "bcdf ghjk").await;
         assert_eq!(response.status(), 303);
         assert_eq!(location(&response), HYDRA_NEXT);
         assert_eq!(kit.hydra.accepted_devices(), vec!["BCDFGHJK"]);
@@ -403,16 +385,7 @@ mod tests {
         kit.hydra.add_device("d1", "BCDFGHJK");
         let deps = deps(&kit);
         let (cookie, token) = form(&deps, "d1").await;
-        let wrong = handle(
-            post_form(
-                "/device",
-                &submit_body("d1", &token, "ZZZZZZZZ"),
-                Some(&cookie),
-                ORIGIN,
-            ),
-            &deps,
-        )
-        .await;
+        let wrong = submit(&deps, &cookie, "d1", &token, "ZZZZZZZZ").await;
         assert_eq!(wrong.status(), 400);
         assert_secure_html(&wrong);
         assert!(body(&wrong).contains("data-testid=\"device-error\""));
@@ -420,27 +393,9 @@ mod tests {
             body(&wrong).contains("name=\"user_code\""),
             "the form is offered again"
         );
-        let right = handle(
-            post_form(
-                "/device",
-                &submit_body("d1", &token, "BCDFGHJK"),
-                Some(&cookie),
-                ORIGIN,
-            ),
-            &deps,
-        )
-        .await;
+        let right = submit(&deps, &cookie, "d1", &token, "BCDFGHJK").await;
         assert_eq!(right.status(), 303);
-        let reused = handle(
-            post_form(
-                "/device",
-                &submit_body("d1", &token, "BCDFGHJK"),
-                Some(&cookie),
-                ORIGIN,
-            ),
-            &deps,
-        )
-        .await;
+        let reused = submit(&deps, &cookie, "d1", &token, "BCDFGHJK").await;
         assert_eq!(reused.status(), 400);
         assert_eq!(kit.hydra.accepted_devices().len(), 1);
     }
@@ -453,28 +408,10 @@ mod tests {
         let (cookie, token) = form(&deps, "d1").await;
         let limit = deps.config.device_attempts.per_browser;
         for i in 0..limit {
-            let response = handle(
-                post_form(
-                    "/device",
-                    &submit_body("d1", &token, &format!("WRONG{i}")),
-                    Some(&cookie),
-                    ORIGIN,
-                ),
-                &deps,
-            )
-            .await;
+            let response = submit(&deps, &cookie, "d1", &token, &format!("WRONG{i}")).await;
             assert_eq!(response.status(), 400, "attempt {i}");
         }
-        let refused = handle(
-            post_form(
-                "/device",
-                &submit_body("d1", &token, "BCDFGHJK"),
-                Some(&cookie),
-                ORIGIN,
-            ),
-            &deps,
-        )
-        .await;
+        let refused = submit(&deps, &cookie, "d1", &token, "BCDFGHJK").await;
         assert_eq!(refused.status(), 429);
         assert!(refused.headers().contains_key("retry-after"));
         assert!(
@@ -485,16 +422,7 @@ mod tests {
         kit.advance(std::time::Duration::from_secs(
             deps.config.device_attempts.window_seconds,
         ));
-        let later = handle(
-            post_form(
-                "/device",
-                &submit_body("d1", &token, "BCDFGHJK"),
-                Some(&cookie),
-                ORIGIN,
-            ),
-            &deps,
-        )
-        .await;
+        let later = submit(&deps, &cookie, "d1", &token, "BCDFGHJK").await;
         assert_eq!(later.status(), 303);
     }
 
@@ -556,16 +484,7 @@ mod tests {
         ] {
             let (cookie, token) = form(&deps, challenge).await;
             kit.hydra.fail_challenge(challenge, kind);
-            let response = handle(
-                post_form(
-                    "/device",
-                    &submit_body(challenge, &token, "BCDFGHJK"),
-                    Some(&cookie),
-                    ORIGIN,
-                ),
-                &deps,
-            )
-            .await;
+            let response = submit(&deps, &cookie, challenge, &token, "BCDFGHJK").await;
             assert_eq!(response.status(), status, "{challenge}");
             assert!(
                 body(&response).contains("data-testid=\"page-action\""),

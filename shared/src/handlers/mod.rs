@@ -138,6 +138,87 @@ pub(crate) fn check_origin(request: &Request, config: &Config) -> Result<(), Fai
     Ok(())
 }
 
+/// A form of one of our pages (consent, device code): which challenge it is for, a CSRF token
+/// bound to that challenge and to this browser's CSRF cookie, and the cookie to set with the page.
+pub(crate) struct FormGuard {
+    /// `Set-Cookie` for the CSRF cookie (this browser's own value when it has a usable one, so two
+    /// tabs do not invalidate each other).
+    pub set_cookie: String,
+    /// The token the form carries in `csrf_token`.
+    pub token: String,
+}
+
+/// Prepares the CSRF token and cookie for a form about `challenge`; `purpose` keeps a token of one
+/// kind of form useless for another.
+pub(crate) fn form_guard(
+    request: &Request,
+    config: &Config,
+    keys: &crate::keyset::KeySet,
+    purpose: &str,
+    challenge: &str,
+) -> Result<FormGuard, Failure> {
+    let name = csrf_cookie_name(config);
+    let cookie = match reusable_cookie_value(crate::request::cookie(request, name)) {
+        Some(value) => value,
+        None => crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+    };
+    Ok(FormGuard {
+        set_cookie: set_cookie(config, name, &cookie, 3600),
+        token: keys
+            .csrf_key()
+            .token_for(&csrf_binding(purpose, challenge, &cookie)),
+    })
+}
+
+/// A POSTed form that passed the checks every form of ours needs: sent from our own site, naming
+/// a well-formed challenge in `challenge_field`, carrying the CSRF token for that challenge and
+/// this browser's CSRF cookie.
+pub(crate) struct CheckedForm {
+    /// The parameters.
+    pub form: crate::request::Params,
+    /// The challenge the form is about.
+    pub challenge: String,
+    /// This browser's CSRF cookie, which also tells browsers apart (device attempt limits).
+    pub browser: String,
+}
+
+/// Reads and checks a form POST; refusals are 403 and logged as `csrf_refused` with the purpose.
+pub(crate) fn checked_form(
+    request: &Request,
+    config: &Config,
+    keys: &crate::keyset::KeySet,
+    purpose: &str,
+    challenge_field: &str,
+) -> Result<CheckedForm, Failure> {
+    check_origin(request, config)?;
+    let form = crate::request::form(request)?;
+    let challenge = crate::request::challenge(&form, challenge_field)?;
+    let presented = form.single("csrf_token", 256)?.unwrap_or("");
+    let browser = crate::request::cookie(request, csrf_cookie_name(config)).unwrap_or_default();
+    if browser.is_empty()
+        || !keys.verify_csrf_token(&csrf_binding(purpose, &challenge, &browser), presented)
+    {
+        tracing::warn!(flow = %crate::logging::flow_id(&challenge), event = "csrf_refused", purpose, "form without a valid CSRF token");
+        return Err(Failure::Forbidden {
+            message: "This form has expired or was not sent from this site. Please go back and try again.",
+        });
+    }
+    Ok(CheckedForm {
+        form,
+        challenge,
+        browser,
+    })
+}
+
+/// What a CSRF token is bound to: the kind of form, its challenge (hashed: challenges are long and
+/// secret) and the browser's CSRF cookie.
+fn csrf_binding(purpose: &str, challenge: &str, cookie: &str) -> String {
+    format!(
+        "{purpose}:{}:{cookie}",
+        crate::replay::sha256_hex(challenge)
+    )
+}
+
 /// Name of the browser-binding cookie. `__Host-` pins it to our exact host over https.
 pub(crate) fn binding_cookie_name(config: &Config) -> &'static str {
     if config.dev_insecure_cookies {
