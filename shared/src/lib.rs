@@ -3,7 +3,8 @@
 //! Every function crate is a thin `main` around handlers defined here, so the whole flow can be
 //! exercised in-process by tests without a Lambda runtime.
 
-pub mod aws_json;
+pub mod attempts;
+pub mod aws_http;
 pub mod bootstrap;
 pub mod claims;
 pub mod config;
