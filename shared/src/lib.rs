@@ -10,6 +10,7 @@ pub mod claims;
 pub mod config;
 pub mod dynamo;
 pub mod handlers;
+pub mod hs256;
 pub mod hydra;
 pub mod keyset;
 pub mod keysource;
