@@ -153,18 +153,20 @@ security_supply_chain() {
     _sec_out "$(printf 'supply chain: licenses ok, bans ok, sources ok (%s duplicate-version warnings)' \
         "$(grep -c '^warning\[duplicate\]' "$out")")"
 
-    # The deployed functions use rustls on ring and no AWS SDK (docs/performance.md): aws-lc and
-    # the SDK may serve the dev tools, but must not reach a function binary again unnoticed.
-    # Resolved as the zips are built (all five packages together, `-p`); the built zips are
-    # checked for aws-lc again after `cargo lambda build` in scripts/test.
+    # The deployed functions use rustls on ring (docs/performance.md): aws-lc, OpenSSL, the SDK's
+    # own HTTPS client (a second TLS stack) and jsonwebtoken's RSA provider may serve the dev tools
+    # and tests, but must not reach a function binary unnoticed. The AWS SDK itself is allowed:
+    # its clients run on the functions' reqwest client. Resolved as the zips are built (all six
+    # packages together, `-p`); the built zips are checked for aws-lc and OpenSSL again after
+    # `cargo lambda build` in scripts/test.
     if (cd "$root" && cargo tree --locked -e normal --prefix none -p bridge-fn-login \
         -p bridge-fn-login-return -p bridge-fn-consent -p bridge-fn-logout -p bridge-fn-error -p bridge-fn-device) 2>/dev/null |
-        grep -E '^(aws-lc-rs|aws-lc-sys|aws-sdk-|aws-smithy-http-client|openssl) ' >&2; then
-        _sec_out "supply chain: aws-lc / AWS SDK / OpenSSL in the functions' dependencies FAILED"
+        grep -E '^(aws-lc-rs|aws-lc-sys|aws-lc-fips-sys|aws-smithy-http-client|openssl|openssl-sys|native-tls|rsa) ' >&2; then
+        _sec_out "supply chain: aws-lc / OpenSSL / a second TLS stack in the functions' dependencies FAILED"
         rm -f "$out"
         return 1
     fi
-    _sec_out "supply chain: functions free of aws-lc, the AWS SDK and OpenSSL"
+    _sec_out "supply chain: functions free of aws-lc and OpenSSL"
 
     rm -f "$out"
     _sec_advisories

@@ -6,20 +6,16 @@
 //! in a window. Counts live in the replay table under their own keys (`attempts#...`), expire
 //! with DynamoDB's TTL, and hold only hashes: no cookie or address is stored in the clear.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use async_trait::async_trait;
 
 use crate::replay::sha256_hex;
 use crate::upstream::UpstreamError;
 
-/// The counter port; the DynamoDB adapter is [`crate::dynamo::DynamoReplayStore`].
+/// The attempt counter port; the DynamoDB adapter is [`crate::dynamo::DynamoReplayStore`].
 #[async_trait]
 pub trait AttemptCounter: Send + Sync {
-    /// Adds one to the counter under `key` and returns the new count. `expires_at` (epoch
-    /// seconds) is when the counter may be forgotten. A retried write after a lost answer may
-    /// count once more; a limit that errs towards refusing is the safe side.
+    /// Adds one to the count of `key` and returns the new count (1 for the first attempt);
+    /// `expires_at` (epoch seconds) is when the count may be forgotten.
     async fn count_attempt(&self, key: &str, expires_at: u64) -> Result<u64, UpstreamError>;
 }
 
@@ -84,23 +80,44 @@ impl AttemptLimit {
     }
 }
 
-/// An in-memory counter for tests and single-process runs.
+/// An in-memory counter for tests and single-process runs; it follows the same rules as the
+/// DynamoDB adapter (no reset on expiry: expiry only lets the store forget).
 #[derive(Debug, Default)]
 pub struct MemoryAttemptCounter {
-    counts: Mutex<HashMap<String, u64>>,
+    counts: std::sync::Mutex<std::collections::HashMap<String, MemoryCount>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MemoryCount {
+    attempts: u64,
+    expires_at: u64,
+}
+
+impl MemoryAttemptCounter {
+    /// When the count of `key` expires, for tests.
+    pub fn expires_at(&self, key: &str) -> Option<u64> {
+        self.lock().get(key).map(|count| count.expires_at)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MemoryCount>> {
+        // A poisoned lock only means another test thread panicked; the map is still usable.
+        self.counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[async_trait]
 impl AttemptCounter for MemoryAttemptCounter {
-    async fn count_attempt(&self, key: &str, _expires_at: u64) -> Result<u64, UpstreamError> {
-        // A poisoned lock only means another test thread panicked; the map is still usable.
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(key.to_owned()).or_insert(0);
-        *count += 1;
-        Ok(*count)
+    async fn count_attempt(&self, key: &str, expires_at: u64) -> Result<u64, UpstreamError> {
+        let mut counts = self.lock();
+        let count = counts.entry(key.to_owned()).or_insert(MemoryCount {
+            attempts: 0,
+            expires_at,
+        });
+        count.attempts = count.attempts.saturating_add(1);
+        count.expires_at = expires_at;
+        Ok(count.attempts)
     }
 }
 
@@ -157,5 +174,15 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(other_address, AttemptVerdict::Allowed);
+    }
+
+    #[tokio::test]
+    async fn counts_per_key_and_moves_the_expiry() {
+        let counter = MemoryAttemptCounter::default();
+        assert_eq!(counter.count_attempt("a:1", 100).await.expect("count"), 1);
+        assert_eq!(counter.count_attempt("a:1", 160).await.expect("count"), 2);
+        assert_eq!(counter.count_attempt("b:1", 100).await.expect("count"), 1);
+        assert_eq!(counter.expires_at("a:1"), Some(160));
+        assert_eq!(counter.expires_at("c:1"), None);
     }
 }

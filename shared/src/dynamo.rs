@@ -1,50 +1,64 @@
-//! The DynamoDB adapter of the replay store.
+//! The DynamoDB adapter of the replay store (and of the attempt counter).
 //!
 //! Claims are one conditional `PutItem` that returns the old item when the condition fails, so
 //! a race between two browsers (or a double click) has exactly one winner and the loser learns
 //! why without a second read. Expiry is checked in the condition itself: DynamoDB's TTL sweep
 //! runs late (moto's never runs), so the code must not rely on it.
 //!
-//! Calls are hand-signed AWS JSON requests over the functions' shared HTTP client (see
-//! [`crate::aws_json`] for why not the SDK). Every write here may be sent twice: the claim and
-//! the completion carry the attempt id, so a retry after a lost answer recognises its own
-//! earlier write.
+//! Calls go through the AWS SDK's DynamoDB client, built lean (see [`crate::aws_http`]): the
+//! functions' reqwest client as its HTTP client, credentials and region from the Lambda
+//! environment, the standard retry strategy with two attempts. Every write here may be sent
+//! twice: the claim and the completion carry the attempt id, so a retry after a lost answer
+//! recognises its own earlier write.
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_credential_types::Credentials;
-use bytes::Bytes;
-use serde_json::{json, Value};
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, IdentityCache, Region, StalledStreamProtectionConfig,
+};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+use aws_sdk_dynamodb::operation::describe_table::DescribeTableError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeyType, ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType,
+    TimeToLiveStatus,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::attempts::AttemptCounter;
-use crate::aws_json::{self, AwsCallError, AwsJsonEndpoint, DYNAMODB};
+use crate::aws_http::{
+    self, LambdaAwsEnvironment, LambdaEnvironmentError, ReqwestHttpClient, TokioSleep,
+};
 use crate::config::{Config, ConfigError};
 use crate::replay::{Claim, ClaimOutcome, ReplayStore};
 use crate::upstream::{Upstream, UpstreamError};
 
 const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
-const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
-/// Pause before the one retry of a transient failure: long enough for a dropped keep-alive
-/// connection or a throttling blip, short next to the user's wait.
+/// The standard variable that points the SDK's DynamoDB client elsewhere (a local emulator).
+const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_DYNAMODB";
+/// Two attempts: one retry of a transient failure (transport, 5xx, throttling) is what a user
+/// waiting on a redirect can afford; a second failure becomes a "try again" page.
+const MAX_ATTEMPTS: u32 = 2;
+/// The standard strategy waits a random time up to this before the retry: long enough for a
+/// dropped keep-alive connection or a throttling blip, short next to the user's wait.
 const RETRY_PAUSE: Duration = Duration::from_millis(40);
 
-/// [`ReplayStore`] on a DynamoDB table with partition key `pk` and TTL attribute `expires_at`.
+/// [`ReplayStore`] and [`AttemptCounter`] on a DynamoDB table with partition key `pk` and TTL
+/// attribute `expires_at`.
 #[derive(Debug, Clone)]
 pub struct DynamoReplayStore {
-    http: reqwest::Client,
-    endpoint: AwsJsonEndpoint,
+    client: aws_sdk_dynamodb::Client,
     table: String,
 }
 
-/// How DynamoDB answered a call that reached it.
-enum Answer {
-    /// 2xx, with its body.
-    Done(Bytes),
-    /// A 4xx refusal that retrying will not change, with its error type and body.
-    Refused { error_type: String, body: Bytes },
-}
+type Item = HashMap<String, AttributeValue>;
 
 impl DynamoReplayStore {
     /// Builds the store from the Lambda environment: credentials and region come from the
@@ -55,7 +69,9 @@ impl DynamoReplayStore {
     }
 
     /// Like [`from_config`](Self::from_config) with the AWS variables read through `vars`, so
-    /// tests need not touch the process environment.
+    /// tests need not touch the process environment. The endpoint is
+    /// `BRIDGE_DYNAMODB_ENDPOINT` when set, else `AWS_ENDPOINT_URL_DYNAMODB` or
+    /// `AWS_ENDPOINT_URL` as aws-config reads them, else the SDK's regional endpoint.
     pub fn from_lookup(
         config: &Config,
         http: reqwest::Client,
@@ -65,142 +81,109 @@ impl DynamoReplayStore {
             name: "BRIDGE_REPLAY_TABLE",
             hint: "the DynamoDB replay table name",
         })?;
-        let env = |name: &'static str| vars(name).filter(|v| !v.trim().is_empty());
-        let region = env("AWS_REGION")
-            .or_else(|| env("AWS_DEFAULT_REGION"))
-            .ok_or(ConfigError::Missing {
-                name: "AWS_REGION",
-                hint: "the AWS region of the replay table (Lambda sets it)",
-            })?;
-        let credentials_hint = "AWS credentials (Lambda sets them from the execution role)";
-        let access_key = env("AWS_ACCESS_KEY_ID").ok_or(ConfigError::Missing {
-            name: "AWS_ACCESS_KEY_ID",
-            hint: credentials_hint,
-        })?;
-        let secret_key = env("AWS_SECRET_ACCESS_KEY").ok_or(ConfigError::Missing {
-            name: "AWS_SECRET_ACCESS_KEY",
-            hint: credentials_hint,
-        })?;
-        let credentials = Credentials::new(
-            access_key,
-            secret_key,
-            env("AWS_SESSION_TOKEN"),
-            None,
-            "lambda-environment",
-        );
-        let url = match &config.dynamodb_endpoint {
-            Some(endpoint) => endpoint.clone(),
-            None => aws_json::regional_url(DYNAMODB, &region).ok_or(ConfigError::Invalid {
-                name: "AWS_REGION",
-                reason: "not usable in a host name".to_owned(),
-            })?,
+        let environment = LambdaAwsEnvironment::from_lookup(&vars).map_err(config_error)?;
+        let endpoint = match &config.dynamodb_endpoint {
+            Some(endpoint) => Some(endpoint.to_string()),
+            None => {
+                aws_http::configured_endpoint(&vars, ENDPOINT_VARIABLE).map_err(config_error)?
+            }
         };
+        let mut sdk_config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(environment.region))
+            .credentials_provider(environment.credentials)
+            // Static credentials: nothing to cache or refresh.
+            .identity_cache(IdentityCache::no_cache())
+            .http_client(ReqwestHttpClient::new(http))
+            .sleep_impl(TokioSleep)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(RETRY_PAUSE),
+            )
+            // The reqwest client's timeout (BRIDGE_UPSTREAM_TIMEOUT_MS) bounds every attempt.
+            .timeout_config(TimeoutConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        sdk_config.set_endpoint_url(endpoint);
         Ok(Self {
-            http,
-            endpoint: AwsJsonEndpoint::new(DYNAMODB, region, url, credentials),
+            client: aws_sdk_dynamodb::Client::from_conf(sdk_config.build()),
             table,
         })
     }
 
-    /// Sends one operation, retrying once when the failure is transient (transport, 5xx,
-    /// throttling). Refusals come back as [`Answer::Refused`] for the caller to interpret.
-    async fn call(&self, operation: &str, input: &Value) -> Result<Answer, UpstreamError> {
-        // Bytes: the one retry re-sends the same buffer without copying it.
-        let body =
-            Bytes::from(
-                serde_json::to_vec(input).map_err(|_| UpstreamError::Malformed {
-                    upstream: Upstream::ReplayStore,
-                })?,
-            );
-        match self.call_once(operation, body.clone()).await {
-            Err(error) if error.is_transient() => {
-                tracing::debug!(operation, error = %error, "retrying a DynamoDB call once");
-                tokio::time::sleep(RETRY_PAUSE).await;
-                self.call_once(operation, body).await
-            }
-            other => other,
-        }
-    }
-
-    async fn call_once(&self, operation: &str, body: Bytes) -> Result<Answer, UpstreamError> {
-        let upstream = Upstream::ReplayStore;
-        let answer = self
-            .endpoint
-            .call(&self.http, operation, body, SystemTime::now())
+    /// Adds one to the counter `key` and returns the new count; the item expires (TTL) at
+    /// `expires_at`. One `UpdateItem` with `ADD`, so concurrent attempts from several Lambda
+    /// instances are all counted. The caller builds `key` (a hash plus its time window), so
+    /// nothing identifying is stored. A retried write whose first answer was lost counts twice,
+    /// which errs on the side of the limit.
+    pub async fn count_attempt(&self, key: &str, expires_at: u64) -> Result<u64, UpstreamError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", string(key))
+            .update_expression("ADD attempts :one SET expires_at = :expires_at")
+            .expression_attribute_values(":one", number(1))
+            .expression_attribute_values(":expires_at", number(expires_at))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
             .await
-            .map_err(|error| match error {
-                AwsCallError::Signing(_) => UpstreamError::Rejected {
-                    upstream,
-                    status: 0,
-                },
-                AwsCallError::Transport(e) => UpstreamError::from_transport(upstream, &e),
-                AwsCallError::TooLarge => UpstreamError::Malformed { upstream },
-            })?;
-        let (status, body) = (answer.status, answer.body);
-        if status.is_success() {
-            return Ok(Answer::Done(body));
-        }
-        let error_type = aws_json::error_type(&body).unwrap_or_else(|| "unknown error".to_owned());
-        if status.is_server_error() || status.as_u16() == 429 || is_throttling(&error_type) {
-            return Err(UpstreamError::Transient {
-                upstream,
-                detail: error_type,
-            });
-        }
-        Ok(Answer::Refused { error_type, body })
+            .map_err(upstream_error)?;
+        output
+            .attributes()
+            .and_then(|attributes| attributes.get("attempts"))
+            .and_then(|count| count.as_n().ok())
+            .and_then(|count| count.parse().ok())
+            .ok_or(UpstreamError::Malformed {
+                upstream: Upstream::ReplayStore,
+            })
     }
 
     /// Checks that the table exists with the key schema the code uses and TTL enabled on
     /// `expires_at`, for the configuration doctor. The error says what to fix.
     pub async fn verify_table(&self) -> Result<(), String> {
         let table = &self.table;
-        let described = match self
-            .call("DescribeTable", &json!({ "TableName": table }))
-            .await
-        {
-            Ok(Answer::Done(body)) => body,
-            Ok(Answer::Refused { error_type, .. }) if error_type == "ResourceNotFoundException" => {
-                return Err(format!("table {table} does not exist"));
+        let described = match self.client.describe_table().table_name(table).send().await {
+            Ok(described) => described,
+            Err(error) => {
+                return Err(match error.as_service_error() {
+                    Some(DescribeTableError::ResourceNotFoundException(_)) => {
+                        format!("table {table} does not exist")
+                    }
+                    _ => format!("cannot describe table {table}: {}", upstream_error(error)),
+                })
             }
-            Ok(Answer::Refused { error_type, .. }) => {
-                return Err(format!("cannot describe table {table}: {error_type}"));
-            }
-            Err(error) => return Err(format!("cannot describe table {table}: {error}")),
         };
-        let described: Value = serde_json::from_slice(&described)
-            .map_err(|_| "DescribeTable returned something unreadable".to_owned())?;
-        let description = &described["Table"];
-        let key_ok = description["KeySchema"].as_array().is_some_and(|keys| {
-            keys.len() == 1 && keys[0]["AttributeName"] == "pk" && keys[0]["KeyType"] == "HASH"
-        });
-        let pk_is_string = description["AttributeDefinitions"]
-            .as_array()
-            .is_some_and(|defs| {
-                defs.iter()
-                    .any(|d| d["AttributeName"] == "pk" && d["AttributeType"] == "S")
-            });
+        let description = described
+            .table()
+            .ok_or_else(|| "DescribeTable returned no table".to_owned())?;
+        let keys = description.key_schema();
+        let key_ok = keys.len() == 1
+            && keys[0].attribute_name() == "pk"
+            && *keys[0].key_type() == KeyType::Hash;
+        let pk_is_string = description
+            .attribute_definitions()
+            .iter()
+            .any(|d| d.attribute_name() == "pk" && *d.attribute_type() == ScalarAttributeType::S);
         if !key_ok || !pk_is_string {
             return Err(format!(
                 "table {table} must have exactly one key: pk (S, HASH)"
             ));
         }
-        let ttl = match self
-            .call("DescribeTimeToLive", &json!({ "TableName": table }))
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
             .await
-        {
-            Ok(Answer::Done(body)) => serde_json::from_slice::<Value>(&body)
-                .map_err(|_| "DescribeTimeToLive returned something unreadable".to_owned())?,
-            Ok(Answer::Refused { error_type, .. }) => {
-                return Err(format!("cannot read the TTL setting: {error_type}"))
-            }
-            Err(error) => return Err(format!("cannot read the TTL setting: {error}")),
-        };
-        let ttl = &ttl["TimeToLiveDescription"];
-        let enabled = ttl["AttributeName"] == "expires_at"
-            && matches!(
-                ttl["TimeToLiveStatus"].as_str(),
-                Some("ENABLED") | Some("ENABLING")
-            );
+            .map_err(|error| format!("cannot read the TTL setting: {}", upstream_error(error)))?;
+        let enabled = ttl.time_to_live_description().is_some_and(|ttl| {
+            ttl.attribute_name() == Some("expires_at")
+                && matches!(
+                    ttl.time_to_live_status(),
+                    Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+                )
+        });
         if !enabled {
             return Err(format!(
                 "TTL is not enabled on attribute expires_at of table {table}"
@@ -210,140 +193,174 @@ impl DynamoReplayStore {
     }
 }
 
-/// DynamoDB's refusals that mean "slow down", which a retry a moment later can pass.
-fn is_throttling(error_type: &str) -> bool {
-    matches!(
-        error_type,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "LimitExceededException"
-            | "TransactionConflictException"
-    )
-}
-
-/// A refusal that the caller did not expect: the table or the role is misconfigured, or the
-/// state changed under us. Treated as "try again" so the user keeps a way forward; the type
-/// (never the message, which may echo input) goes to the log.
-fn unexpected(error_type: String) -> UpstreamError {
-    UpstreamError::Transient {
-        upstream: Upstream::ReplayStore,
-        detail: error_type,
+fn config_error(error: LambdaEnvironmentError) -> ConfigError {
+    match error {
+        LambdaEnvironmentError::Missing { variable, hint } => ConfigError::Missing {
+            name: variable,
+            hint,
+        },
+        LambdaEnvironmentError::InvalidRegion => ConfigError::Invalid {
+            name: "AWS_REGION",
+            reason: "not usable in a host name".to_owned(),
+        },
+        LambdaEnvironmentError::InvalidEndpoint { variable, reason } => ConfigError::Invalid {
+            name: variable,
+            reason: reason.to_owned(),
+        },
     }
 }
 
-fn string(value: &str) -> Value {
-    json!({ "S": value })
+/// Classifies what is left of a call after the SDK's retries. Refusals the caller did not
+/// expect (the table or the role is misconfigured, or the state changed under us) are "try
+/// again" so the user keeps a way forward; their error code (never the message, which may echo
+/// input) goes to the log.
+fn upstream_error<E: ProvideErrorMetadata>(error: SdkError<E, HttpResponse>) -> UpstreamError {
+    let upstream = Upstream::ReplayStore;
+    let transient = |detail: &str| UpstreamError::Transient {
+        upstream,
+        detail: detail.to_owned(),
+    };
+    match &error {
+        // The request could not be built or signed: our bug or bad credentials, not the user's.
+        SdkError::ConstructionFailure(_) => UpstreamError::Rejected {
+            upstream,
+            status: 0,
+        },
+        SdkError::TimeoutError(_) => transient("timeout"),
+        SdkError::DispatchFailure(failure) => match failure.as_connector_error() {
+            Some(connector) if aws_http::is_answer_too_large(connector) => {
+                UpstreamError::Malformed { upstream }
+            }
+            Some(connector) if connector.is_timeout() => transient("timeout"),
+            Some(connector) if connector.is_io() => transient("connection failed"),
+            _ => transient("transport error"),
+        },
+        SdkError::ResponseError(_) => UpstreamError::Malformed { upstream },
+        SdkError::ServiceError(service) => {
+            transient(service.err().code().unwrap_or("unknown error"))
+        }
+        _ => transient("unknown error"),
+    }
 }
 
-fn number(value: u64) -> Value {
-    json!({ "N": value.to_string() })
+fn string(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
 }
 
-/// The old item DynamoDB returns with a failed condition (`ReturnValuesOnConditionCheckFailure`).
-fn old_item(body: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(body)
-        .map(|mut error| error["Item"].take())
-        .unwrap_or(Value::Null)
+fn number(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
 }
 
-fn attribute<'a>(item: &'a Value, name: &str) -> Option<&'a str> {
-    item[name]["S"].as_str()
+fn attribute<'a>(item: Option<&'a Item>, name: &str) -> Option<&'a str> {
+    item?.get(name)?.as_s().ok().map(String::as_str)
 }
 
 #[async_trait]
 impl ReplayStore for DynamoReplayStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, UpstreamError> {
-        let input = json!({
-            "TableName": self.table,
-            "Item": {
-                "pk": string(&claim.key),
-                "state": string(IN_PROGRESS),
-                "session_hash": string(&claim.session_hash),
-                "attempt": string(&claim.attempt),
-                "expires_at": number(claim.token_expires_at),
-                "claim_expires_at": number(claim.in_progress_until),
-            },
-            "ConditionExpression": "attribute_not_exists(pk) OR expires_at < :now \
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", string(&claim.key))
+            .item("state", string(IN_PROGRESS))
+            .item("session_hash", string(&claim.session_hash))
+            .item("attempt", string(&claim.attempt))
+            .item("expires_at", number(claim.token_expires_at))
+            .item("claim_expires_at", number(claim.in_progress_until))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now \
                  OR (#state = :in_progress AND claim_expires_at < :now) \
                  OR (#state = :in_progress AND attempt = :attempt)",
-            "ExpressionAttributeNames": { "#state": "state" },
-            "ExpressionAttributeValues": {
-                ":now": number(claim.now),
-                ":in_progress": string(IN_PROGRESS),
-                ":attempt": string(&claim.attempt),
+            )
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":now", number(claim.now))
+            .expression_attribute_values(":in_progress", string(IN_PROGRESS))
+            .expression_attribute_values(":attempt", string(&claim.attempt))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(ClaimOutcome::Claimed),
+            Err(error) => error,
+        };
+        let Some(PutItemError::ConditionalCheckFailedException(failed)) = error.as_service_error()
+        else {
+            return Err(upstream_error(error));
+        };
+        let old = failed.item();
+        let session_hash = attribute(old, "session_hash")
+            .unwrap_or_default()
+            .to_owned();
+        Ok(
+            match (attribute(old, "state"), attribute(old, "redirect_to")) {
+                (Some(COMPLETED), Some(redirect_to)) => ClaimOutcome::Completed {
+                    redirect_to: redirect_to.to_owned(),
+                    session_hash,
+                },
+                _ => ClaimOutcome::InProgress { session_hash },
             },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        });
-        match self.call("PutItem", &input).await? {
-            Answer::Done(_) => Ok(ClaimOutcome::Claimed),
-            Answer::Refused { error_type, body } if error_type == CONDITION_FAILED => {
-                let old = old_item(&body);
-                let session_hash = attribute(&old, "session_hash")
-                    .unwrap_or_default()
-                    .to_owned();
-                Ok(
-                    match (attribute(&old, "state"), attribute(&old, "redirect_to")) {
-                        (Some(COMPLETED), Some(redirect_to)) => ClaimOutcome::Completed {
-                            redirect_to: redirect_to.to_owned(),
-                            session_hash,
-                        },
-                        _ => ClaimOutcome::InProgress { session_hash },
-                    },
-                )
-            }
-            Answer::Refused { error_type, .. } => Err(unexpected(error_type)),
-        }
+        )
     }
 
     async fn complete(&self, claim: &Claim, redirect_to: &str) -> Result<(), UpstreamError> {
-        let input = json!({
-            "TableName": self.table,
-            "Key": { "pk": string(&claim.key) },
-            "UpdateExpression": "SET #state = :completed, redirect_to = :redirect_to",
-            "ConditionExpression": "#state = :in_progress AND attempt = :attempt",
-            "ExpressionAttributeNames": { "#state": "state" },
-            "ExpressionAttributeValues": {
-                ":completed": string(COMPLETED),
-                ":in_progress": string(IN_PROGRESS),
-                ":attempt": string(&claim.attempt),
-                ":redirect_to": string(redirect_to),
-            },
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        });
-        match self.call("UpdateItem", &input).await? {
-            Answer::Done(_) => Ok(()),
-            Answer::Refused { error_type, body } if error_type == CONDITION_FAILED => {
-                // Our own earlier write whose answer was lost: already completed by us.
-                let old = old_item(&body);
-                let ours = attribute(&old, "state") == Some(COMPLETED)
-                    && attribute(&old, "attempt") == Some(claim.attempt.as_str());
-                if ours {
-                    Ok(())
-                } else {
-                    Err(unexpected(error_type))
-                }
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", string(&claim.key))
+            .update_expression("SET #state = :completed, redirect_to = :redirect_to")
+            .condition_expression("#state = :in_progress AND attempt = :attempt")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":completed", string(COMPLETED))
+            .expression_attribute_values(":in_progress", string(IN_PROGRESS))
+            .expression_attribute_values(":attempt", string(&claim.attempt))
+            .expression_attribute_values(":redirect_to", string(redirect_to))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let error = match result {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        if let Some(UpdateItemError::ConditionalCheckFailedException(failed)) =
+            error.as_service_error()
+        {
+            // Our own earlier write whose answer was lost: already completed by us.
+            let old = failed.item();
+            if attribute(old, "state") == Some(COMPLETED)
+                && attribute(old, "attempt") == Some(claim.attempt.as_str())
+            {
+                return Ok(());
             }
-            Answer::Refused { error_type, .. } => Err(unexpected(error_type)),
         }
+        Err(upstream_error(error))
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), UpstreamError> {
-        let input = json!({
-            "TableName": self.table,
-            "Key": { "pk": string(&claim.key) },
-            "ConditionExpression": "#state = :in_progress AND attempt = :attempt",
-            "ExpressionAttributeNames": { "#state": "state" },
-            "ExpressionAttributeValues": {
-                ":in_progress": string(IN_PROGRESS),
-                ":attempt": string(&claim.attempt),
-            },
-        });
-        match self.call("DeleteItem", &input).await? {
-            Answer::Done(_) => Ok(()),
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", string(&claim.key))
+            .condition_expression("#state = :in_progress AND attempt = :attempt")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":in_progress", string(IN_PROGRESS))
+            .expression_attribute_values(":attempt", string(&claim.attempt))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
             // Someone else's claim (or a completed one) is not ours to release.
-            Answer::Refused { error_type, .. } if error_type == CONDITION_FAILED => Ok(()),
-            Answer::Refused { error_type, .. } => Err(unexpected(error_type)),
+            Err(error)
+                if matches!(
+                    error.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(upstream_error(error)),
         }
     }
 }
@@ -351,25 +368,7 @@ impl ReplayStore for DynamoReplayStore {
 #[async_trait]
 impl AttemptCounter for DynamoReplayStore {
     async fn count_attempt(&self, key: &str, expires_at: u64) -> Result<u64, UpstreamError> {
-        let input = json!({
-            "TableName": self.table,
-            "Key": { "pk": string(key) },
-            "UpdateExpression": "ADD attempts :one SET expires_at = :expires_at",
-            "ExpressionAttributeValues": {
-                ":one": number(1),
-                ":expires_at": number(expires_at),
-            },
-            "ReturnValues": "UPDATED_NEW",
-        });
-        match self.call("UpdateItem", &input).await? {
-            Answer::Done(body) => serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|answer| answer["Attributes"]["attempts"]["N"].as_str()?.parse().ok())
-                .ok_or(UpstreamError::Malformed {
-                    upstream: Upstream::ReplayStore,
-                }),
-            Answer::Refused { error_type, .. } => Err(unexpected(error_type)),
-        }
+        DynamoReplayStore::count_attempt(self, key, expires_at).await
     }
 }
 
@@ -378,8 +377,18 @@ mod tests {
     use super::*;
     use crate::config::tests::base_env;
     use crate::upstream::MAX_BODY_BYTES;
+    use serde_json::{json, Value};
     use wiremock::matchers::{header, method};
     use wiremock::{Mock, MockServer, Respond, ResponseTemplate};
+
+    fn lambda_vars(name: &str) -> Option<String> {
+        match name {
+            "AWS_REGION" => Some("eu-west-1".to_owned()),
+            "AWS_ACCESS_KEY_ID" => Some("AKID".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_owned()),
+            _ => None,
+        }
+    }
 
     fn store_at(server: &MockServer) -> DynamoReplayStore {
         let mut vars = base_env();
@@ -389,13 +398,8 @@ mod tests {
             crate::config::Needs { replay_table: true },
         )
         .expect("config");
-        let aws = |name: &str| match name {
-            "AWS_REGION" => Some("eu-west-1".to_owned()),
-            "AWS_ACCESS_KEY_ID" => Some("AKID".to_owned()),
-            "AWS_SECRET_ACCESS_KEY" => Some("secret".to_owned()),
-            _ => None,
-        };
-        DynamoReplayStore::from_lookup(&config, crate::upstream::test_client(), aws).expect("store")
+        DynamoReplayStore::from_lookup(&config, crate::upstream::test_client(), lambda_vars)
+            .expect("store")
     }
 
     fn claim() -> Claim {
@@ -453,37 +457,6 @@ mod tests {
                 .expect("json");
         assert_eq!(sent["Item"]["expires_at"], json!({ "N": "2000" }));
         assert_eq!(sent["ReturnValuesOnConditionCheckFailure"], "ALL_OLD");
-    }
-
-    #[tokio::test]
-    async fn an_attempt_is_one_update_that_returns_the_new_count() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(header("x-amz-target", "DynamoDB_20120810.UpdateItem"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_json(json!({ "Attributes": { "attempts": { "N": "3" } } })),
-            )
-            .expect(1)
-            .mount(&server)
-            .await;
-        let count = store_at(&server)
-            .count_attempt("attempts#device#browser#h#1", 1_800)
-            .await
-            .expect("count");
-        assert_eq!(count, 3);
-        let sent: Value =
-            serde_json::from_slice(&server.received_requests().await.expect("requests")[0].body)
-                .expect("json");
-        assert_eq!(
-            sent["UpdateExpression"],
-            "ADD attempts :one SET expires_at = :expires_at"
-        );
-        assert_eq!(
-            sent["ExpressionAttributeValues"][":expires_at"],
-            json!({ "N": "1800" })
-        );
-        assert_eq!(sent["ReturnValues"], "UPDATED_NEW");
     }
 
     #[tokio::test]
@@ -612,5 +585,117 @@ mod tests {
             .mount(&server)
             .await;
         store_at(&server).release(&claim()).await.expect("no-op");
+    }
+
+    #[tokio::test]
+    async fn the_standard_endpoint_variable_is_honoured() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(header("x-amz-target", "DynamoDB_20120810.DeleteItem"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let vars = base_env();
+        let config = Config::from_lookup(
+            |name| vars.get(name).cloned(),
+            crate::config::Needs { replay_table: true },
+        )
+        .expect("config");
+        let uri = server.uri();
+        let store =
+            DynamoReplayStore::from_lookup(&config, crate::upstream::test_client(), |name| {
+                if name == "AWS_ENDPOINT_URL_DYNAMODB" {
+                    Some(uri.clone())
+                } else {
+                    lambda_vars(name)
+                }
+            })
+            .expect("store");
+        store.release(&claim()).await.expect("released");
+
+        let error =
+            DynamoReplayStore::from_lookup(&config, crate::upstream::test_client(), |name| {
+                if name == "AWS_ENDPOINT_URL_DYNAMODB" {
+                    Some("ftp://moto".to_owned())
+                } else {
+                    lambda_vars(name)
+                }
+            })
+            .expect_err("bad endpoint");
+        assert!(
+            error.to_string().contains("AWS_ENDPOINT_URL_DYNAMODB"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_request_is_sigv4_signed_for_the_lambda_region() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+            .mount(&server)
+            .await;
+        store_at(&server).claim(&claim()).await.expect("claim");
+        let request = &server.received_requests().await.expect("requests")[0];
+        let header = |name: &str| {
+            request
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header("authorization").starts_with("AWS4-HMAC-SHA256 Credential=AKID/"));
+        assert!(header("authorization").contains("/eu-west-1/dynamodb/aws4_request"));
+        assert_eq!(header("content-type"), "application/x-amz-json-1.0");
+    }
+
+    #[tokio::test]
+    async fn an_attempt_is_one_unconditional_add() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(header("x-amz-target", "DynamoDB_20120810.UpdateItem"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "Attributes": { "attempts": { "N": "3" } } })),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let count = store_at(&server)
+            .count_attempt("h:window", 1_060)
+            .await
+            .expect("count");
+        assert_eq!(count, 3);
+        let sent: Value =
+            serde_json::from_slice(&server.received_requests().await.expect("requests")[0].body)
+                .expect("json");
+        assert_eq!(sent["Key"], json!({ "pk": { "S": "h:window" } }));
+        assert_eq!(
+            sent["UpdateExpression"],
+            "ADD attempts :one SET expires_at = :expires_at"
+        );
+        assert_eq!(
+            sent["ExpressionAttributeValues"][":one"],
+            json!({ "N": "1" })
+        );
+        assert_eq!(
+            sent["ExpressionAttributeValues"][":expires_at"],
+            json!({ "N": "1060" })
+        );
+        assert_eq!(sent["ReturnValues"], "UPDATED_NEW");
+        assert!(sent.get("ConditionExpression").is_none());
+
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+            .mount(&server)
+            .await;
+        let counter: &dyn AttemptCounter = &store_at(&server);
+        assert!(matches!(
+            counter.count_attempt("h:window", 1_060).await,
+            Err(UpstreamError::Malformed { .. })
+        ));
     }
 }

@@ -18,6 +18,7 @@ use base64::Engine as _;
 use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
+use jsonwebtoken::{DecodingKey, EncodingKey};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -281,9 +282,9 @@ impl KeySet {
 /// One key of the set with its derived subkeys; the raw secret is not kept.
 pub struct Key {
     kid: String,
-    /// HMAC state already keyed with the JWS subkey: keying costs two SHA-256 blocks, so each
-    /// token signature clones this instead.
-    jws_mac: HmacSha256,
+    /// The JWS subkey as jsonwebtoken's signing and verification keys, made once per cold start.
+    jws_encoding: EncodingKey,
+    jws_decoding: DecodingKey,
     /// The JWS subkey itself, only so tests can forge tokens under other HMAC algorithms.
     #[cfg(test)]
     jws_secret: [u8; 32],
@@ -300,7 +301,8 @@ impl Key {
         let csrf_key = expand_32(&hkdf, HKDF_INFO_CSRF)?;
         Some(Self {
             kid: kid.to_owned(),
-            jws_mac: <HmacSha256 as Mac>::new_from_slice(&jwt_key).ok()?,
+            jws_encoding: EncodingKey::from_secret(&jwt_key),
+            jws_decoding: DecodingKey::from_secret(&jwt_key),
             #[cfg(test)]
             jws_secret: jwt_key,
             aead: XChaCha20Poly1305::new(&aead_key.into()),
@@ -321,9 +323,14 @@ impl Key {
         &self.csrf
     }
 
-    /// Cloning pre-keyed state is cheaper than keying HMAC afresh for every token.
-    pub(crate) fn jws_mac(&self) -> &Hmac<Sha256> {
-        &self.jws_mac
+    /// The key the codec signs return_to tokens with, when this is the current key.
+    pub(crate) fn jws_encoding_key(&self) -> &EncodingKey {
+        &self.jws_encoding
+    }
+
+    /// The key the codec verifies return_to tokens of this kid with.
+    pub(crate) fn jws_decoding_key(&self) -> &DecodingKey {
+        &self.jws_decoding
     }
 
     /// Tests forge tokens with our real secret under algorithms the codec must refuse, and check

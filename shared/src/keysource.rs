@@ -1,19 +1,25 @@
 //! Where the key set JSON comes from: inline in the environment for local runs, or AWS Secrets
 //! Manager in deployments.
 //!
-//! Secrets Manager is called with one hand-signed HTTPS request instead of the AWS SDK: the SDK
-//! would add megabytes and cold-start time to every function for a single call made once per
-//! cold start. The request is `GetSecretValue` over the AWS JSON 1.1 protocol, signed with SigV4
-//! using the credentials Lambda puts in the environment.
+//! Secrets Manager is called through the AWS SDK's client, built like the DynamoDB one (see
+//! [`crate::aws_http`]): the functions' reqwest client, credentials from the Lambda environment,
+//! the region of the secret's ARN, the standard retry strategy with two attempts. The call is
+//! `GetSecretValue`, once per cold start.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use reqwest::Url;
-use serde::Deserialize;
+use aws_sdk_secretsmanager::config::retry::RetryConfig;
+use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
+use aws_sdk_secretsmanager::config::{
+    BehaviorVersion, IdentityCache, Region, StalledStreamProtectionConfig,
+};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
-use crate::aws_json::{error_type, AwsCallError, AwsJsonEndpoint, SECRETS_MANAGER};
+use crate::aws_http::{
+    self, LambdaAwsEnvironment, LambdaEnvironmentError, ReqwestHttpClient, TokioSleep,
+};
 use crate::keyset::{KeySet, KeySetError};
 
 /// Env var holding the key set JSON itself (local runs; see `docs/design.md`).
@@ -21,7 +27,12 @@ pub const KEYSET_JSON_VAR: &str = "BRIDGE_KEYSET_JSON";
 /// Env var holding the ARN (or name) of the Secrets Manager secret whose string is the key set.
 pub const KEYSET_SECRET_ARN_VAR: &str = "BRIDGE_KEYSET_SECRET_ARN";
 
-const SERVICE_NAME: &str = SECRETS_MANAGER.signing_name;
+const SERVICE_NAME: &str = "secretsmanager";
+/// The standard variable that points the SDK's Secrets Manager client elsewhere (an emulator).
+const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_SECRETSMANAGER";
+/// A cold start can afford one retry of a transient failure, like every AWS call here.
+const MAX_ATTEMPTS: u32 = 2;
+const RETRY_PAUSE: Duration = Duration::from_millis(40);
 
 /// Why the key set could not be located or loaded.
 ///
@@ -40,18 +51,18 @@ pub enum KeySourceError {
         /// The missing variable.
         variable: &'static str,
     },
-    /// The Secrets Manager endpoint override is not an absolute http(s) URL.
+    /// The Secrets Manager endpoint override or the region is unusable.
     #[error("Secrets Manager endpoint is invalid: {reason}")]
     InvalidEndpoint {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// SigV4 signing failed (bad header values or a signer bug).
+    /// The request could not be built or signed (bad credentials in the environment or a bug).
     #[error("signing the Secrets Manager request failed")]
     Signing(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// The request did not complete (connection, TLS, timeout).
+    /// The request did not complete (connection, TLS, timeout), retries included.
     #[error("calling Secrets Manager failed")]
-    Transport(#[source] reqwest::Error),
+    Transport(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Secrets Manager answered with an error, e.g. `AccessDeniedException`.
     #[error("Secrets Manager refused GetSecretValue for {secret_id}: HTTP {status}, {error_type}")]
     Refused {
@@ -89,10 +100,13 @@ enum Origin {
     SecretsManager(Box<SecretsManagerSecret>),
 }
 
-/// Everything needed to fetch one secret: its id, where to ask, and how to sign.
+/// Everything needed to fetch one secret: its id, where to ask, and as whom.
 struct SecretsManagerSecret {
     secret_id: String,
-    endpoint: AwsJsonEndpoint,
+    region: String,
+    credentials: Credentials,
+    /// `None`: the SDK's regional endpoint.
+    endpoint: Option<String>,
 }
 
 impl fmt::Debug for KeySource {
@@ -102,8 +116,8 @@ impl fmt::Debug for KeySource {
             Origin::SecretsManager(secret) => f
                 .debug_struct("KeySource::SecretsManager")
                 .field("secret_id", &secret.secret_id)
-                .field("region", &secret.endpoint.region())
-                .field("endpoint", &secret.endpoint.url().as_str())
+                .field("region", &secret.region)
+                .field("endpoint", &secret.endpoint)
                 .finish_non_exhaustive(),
         }
     }
@@ -118,7 +132,8 @@ impl KeySource {
     /// Decides the source from variables looked up through `vars`, so tests need not touch the
     /// process environment. Exactly one of [`KEYSET_JSON_VAR`] and [`KEYSET_SECRET_ARN_VAR`] must
     /// be non-empty; for Secrets Manager the Lambda credentials (`AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`) and `AWS_REGION` are read now too,
+    /// `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`), `AWS_REGION` (unless the ARN
+    /// names one) and `AWS_ENDPOINT_URL_SECRETSMANAGER` / `AWS_ENDPOINT_URL` are read now too,
     /// so a misconfigured function fails at cold start.
     pub fn from_vars(vars: impl Fn(&str) -> Option<String>) -> Result<Self, KeySourceError> {
         let non_empty = |name: &str| vars(name).filter(|value| !value.trim().is_empty());
@@ -129,28 +144,23 @@ impl KeySource {
             (None, None) => return Err(KeySourceError::NotConfigured),
             (Some(json), None) => Origin::Inline(json),
             (None, Some(secret_id)) => {
-                let required = |variable: &'static str| {
-                    non_empty(variable).ok_or(KeySourceError::MissingEnvironment { variable })
+                let secret_id = secret_id.trim().to_owned();
+                // The ARN's region wins, so a secret in another region is fetched from there;
+                // the function's own region is then not needed.
+                let arn_region = arn_region(&secret_id).map(str::to_owned);
+                let lookup = |name: &str| match (name, &arn_region) {
+                    ("AWS_REGION", Some(region)) => Some(region.clone()),
+                    _ => vars(name),
                 };
-                let credentials = Credentials::new(
-                    required("AWS_ACCESS_KEY_ID")?,
-                    required("AWS_SECRET_ACCESS_KEY")?,
-                    non_empty("AWS_SESSION_TOKEN"),
-                    None,
-                    "lambda-environment",
-                );
-                let region = match arn_region(&secret_id) {
-                    Some(region) => region.to_owned(),
-                    None => required("AWS_REGION")?,
-                };
-                let endpoint = crate::aws_json::regional_url(SECRETS_MANAGER, &region).ok_or(
-                    KeySourceError::InvalidEndpoint {
-                        reason: "the region is not usable in a host name",
-                    },
-                )?;
+                let environment =
+                    LambdaAwsEnvironment::from_lookup(&lookup).map_err(source_error)?;
+                let endpoint = aws_http::configured_endpoint(&vars, ENDPOINT_VARIABLE)
+                    .map_err(source_error)?;
                 Origin::SecretsManager(Box::new(SecretsManagerSecret {
-                    secret_id: secret_id.trim().to_owned(),
-                    endpoint: AwsJsonEndpoint::new(SECRETS_MANAGER, region, endpoint, credentials),
+                    secret_id,
+                    region: environment.region,
+                    credentials: environment.credentials,
+                    endpoint,
                 }))
             }
         };
@@ -160,8 +170,10 @@ impl KeySource {
     /// Sends Secrets Manager requests to `endpoint` instead of the regional AWS endpoint, for
     /// tests and local emulators. Has no effect on an inline source.
     pub fn with_secrets_manager_endpoint(mut self, endpoint: &str) -> Result<Self, KeySourceError> {
+        aws_http::check_endpoint(endpoint)
+            .map_err(|reason| KeySourceError::InvalidEndpoint { reason })?;
         if let Origin::SecretsManager(secret) = &mut self.origin {
-            secret.endpoint = secret.endpoint.clone().with_url(parse_endpoint(endpoint)?);
+            secret.endpoint = Some(endpoint.to_owned());
         }
         Ok(self)
     }
@@ -172,9 +184,23 @@ impl KeySource {
         match &self.origin {
             Origin::Inline(json) => Ok(KeySet::from_json(json)?),
             Origin::SecretsManager(secret) => {
-                let json = secret.fetch(http, SystemTime::now()).await?;
+                let json = secret.fetch(http).await?;
                 Ok(KeySet::from_json(&json)?)
             }
+        }
+    }
+}
+
+fn source_error(error: LambdaEnvironmentError) -> KeySourceError {
+    match error {
+        LambdaEnvironmentError::Missing { variable, .. } => {
+            KeySourceError::MissingEnvironment { variable }
+        }
+        LambdaEnvironmentError::InvalidRegion => KeySourceError::InvalidEndpoint {
+            reason: "the region is not usable in a host name",
+        },
+        LambdaEnvironmentError::InvalidEndpoint { reason, .. } => {
+            KeySourceError::InvalidEndpoint { reason }
         }
     }
 }
@@ -188,67 +214,62 @@ fn arn_region(secret_id: &str) -> Option<&str> {
     else {
         return None;
     };
-    crate::aws_json::is_region_name(region).then_some(region)
-}
-
-fn parse_endpoint(endpoint: &str) -> Result<Url, KeySourceError> {
-    let url = Url::parse(endpoint).map_err(|_| KeySourceError::InvalidEndpoint {
-        reason: "not an absolute URL",
-    })?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(KeySourceError::InvalidEndpoint {
-            reason: "scheme is not http or https",
-        });
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(KeySourceError::InvalidEndpoint { reason: "no host" });
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(KeySourceError::InvalidEndpoint {
-            reason: "query or fragment present",
-        });
-    }
-    Ok(url)
-}
-
-#[derive(Deserialize)]
-struct GetSecretValueResponse {
-    #[serde(rename = "SecretString")]
-    secret_string: Option<String>,
+    aws_http::is_region_name(region).then_some(region)
 }
 
 impl SecretsManagerSecret {
-    async fn fetch(
-        &self,
-        http: &reqwest::Client,
-        now: SystemTime,
-    ) -> Result<String, KeySourceError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "SecretId": self.secret_id }))
-            .map_err(|error| KeySourceError::Signing(Box::new(error)))?;
+    fn client(&self, http: &reqwest::Client) -> aws_sdk_secretsmanager::Client {
+        let mut config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(self.region.clone()))
+            .credentials_provider(self.credentials.clone())
+            .identity_cache(IdentityCache::no_cache())
+            .http_client(ReqwestHttpClient::new(http.clone()))
+            .sleep_impl(TokioSleep)
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(RETRY_PAUSE),
+            )
+            .timeout_config(TimeoutConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+        config.set_endpoint_url(self.endpoint.clone());
+        aws_sdk_secretsmanager::Client::from_conf(config.build())
+    }
+
+    async fn fetch(&self, http: &reqwest::Client) -> Result<String, KeySourceError> {
         tracing::debug!(secret_id = %self.secret_id, "loading key set from Secrets Manager");
         let unexpected = || KeySourceError::UnexpectedResponse {
             secret_id: self.secret_id.clone(),
         };
-        let answer = self
-            .endpoint
-            .call(http, "GetSecretValue", body.into(), now)
+        let output = self
+            .client(http)
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .send()
             .await
             .map_err(|error| match error {
-                AwsCallError::Signing(e) => KeySourceError::Signing(Box::new(e)),
-                AwsCallError::Transport(e) => KeySourceError::Transport(e),
-                AwsCallError::TooLarge => unexpected(),
+                SdkError::ConstructionFailure(_) => KeySourceError::Signing(error.into()),
+                // A 200 whose body is not GetSecretValue's answer.
+                SdkError::ServiceError(ref service) if service.raw().status().is_success() => {
+                    unexpected()
+                }
+                SdkError::ServiceError(ref service) => KeySourceError::Refused {
+                    secret_id: self.secret_id.clone(),
+                    status: service.raw().status().as_u16(),
+                    error_type: service.err().code().unwrap_or("unknown error").to_owned(),
+                },
+                SdkError::DispatchFailure(ref failure)
+                    if failure
+                        .as_connector_error()
+                        .is_some_and(|e| aws_http::is_answer_too_large(e)) =>
+                {
+                    unexpected()
+                }
+                SdkError::ResponseError(_) => unexpected(),
+                _ => KeySourceError::Transport(error.into()),
             })?;
-        if !answer.status.is_success() {
-            let error_type = error_type(&answer.body).unwrap_or_else(|| "unknown error".to_owned());
-            return Err(KeySourceError::Refused {
-                secret_id: self.secret_id.clone(),
-                status: answer.status.as_u16(),
-                error_type,
-            });
-        }
-        let parsed: GetSecretValueResponse =
-            serde_json::from_slice(&answer.body).map_err(|_| unexpected())?;
-        parsed
+        output
             .secret_string
             .ok_or_else(|| KeySourceError::NotAStringSecret {
                 secret_id: self.secret_id.clone(),
@@ -330,18 +351,15 @@ mod tests {
         let Origin::SecretsManager(secret) = &source.origin else {
             panic!("expected Secrets Manager");
         };
-        assert_eq!(secret.endpoint.region(), "eu-west-1");
-        assert_eq!(
-            secret.endpoint.url().as_str(),
-            "https://secretsmanager.eu-west-1.amazonaws.com/"
-        );
+        assert_eq!(secret.region, "eu-west-1");
+        assert_eq!(secret.endpoint, None);
 
         let by_name =
             KeySource::from_vars(lambda_vars(&[(KEYSET_SECRET_ARN_VAR, "bridge-keyset")])).unwrap();
         let Origin::SecretsManager(secret) = &by_name.origin else {
             panic!("expected Secrets Manager");
         };
-        assert_eq!(secret.endpoint.region(), "us-east-1");
+        assert_eq!(secret.region, "us-east-1");
 
         let china = KeySource::from_vars(lambda_vars(&[(
             KEYSET_SECRET_ARN_VAR,
@@ -351,10 +369,17 @@ mod tests {
         let Origin::SecretsManager(secret) = &china.origin else {
             panic!("expected Secrets Manager");
         };
-        assert_eq!(
-            secret.endpoint.url().as_str(),
-            "https://secretsmanager.cn-north-1.amazonaws.com.cn/"
-        );
+        assert_eq!(secret.region, "cn-north-1");
+
+        let emulated = KeySource::from_vars(lambda_vars(&[
+            (KEYSET_SECRET_ARN_VAR, ARN),
+            ("AWS_ENDPOINT_URL_SECRETSMANAGER", "http://127.0.0.1:4566"),
+        ]))
+        .unwrap();
+        let Origin::SecretsManager(secret) = &emulated.origin else {
+            panic!("expected Secrets Manager");
+        };
+        assert_eq!(secret.endpoint.as_deref(), Some("http://127.0.0.1:4566"));
     }
 
     #[test]
@@ -433,10 +458,18 @@ mod tests {
             .unwrap();
         assert_eq!(credential_part, format!("{ACCESS_KEY}/{scope}"));
         let (signed_headers, signature) = rest.split_once(", Signature=").unwrap();
-        assert_eq!(
-            signed_headers,
-            "content-type;host;x-amz-date;x-amz-security-token;x-amz-target"
-        );
+        for required in [
+            "content-type",
+            "host",
+            "x-amz-date",
+            "x-amz-security-token",
+            "x-amz-target",
+        ] {
+            assert!(
+                signed_headers.split(';').any(|name| name == required),
+                "{required} not signed: {signed_headers}"
+            );
+        }
         let canonical_headers: String = signed_headers
             .split(';')
             .map(|name| format!("{name}:{}\n", header_text(name).trim()))

@@ -4,12 +4,13 @@
 //! exercised in-process by tests without a Lambda runtime.
 
 pub mod attempts;
-pub mod aws_json;
+pub mod aws_http;
 pub mod bootstrap;
 pub mod claims;
 pub mod config;
 pub mod dynamo;
 pub mod handlers;
+pub mod hs256;
 pub mod hydra;
 pub mod keyset;
 pub mod keysource;

@@ -1355,3 +1355,49 @@ async fn killed_lambda_claim_expires_and_the_link_works_again() {
         started.elapsed().as_secs_f64()
     ));
 }
+
+/// The attempt counter on moto: concurrent `count_attempt`s on one key are all counted (each
+/// sees a distinct count), another key counts from 1, and the item's TTL is the given expiry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn attempts_are_counted_on_moto() {
+    use bridge::attempts::AttemptCounter;
+
+    let stack = Stack::load();
+    let moto = Proxy::serialized(stack.addr("MOTO_URL"));
+    let config = stack.config(&[("BRIDGE_DYNAMODB_ENDPOINT", moto.url.clone())]);
+    let counter: Arc<dyn AttemptCounter> = Arc::new(
+        DynamoReplayStore::from_config(&config, build_http_client(&config).expect("http client"))
+            .expect("store"),
+    );
+    let key = format!("{}:window-1", sha256_hex(&unique("device-code")));
+    let expires_at = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        + 600;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let counter = Arc::clone(&counter);
+            let key = key.clone();
+            tokio::spawn(async move { counter.count_attempt(&key, expires_at).await })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.expect("task").expect("count on moto"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=8).collect::<Vec<u64>>());
+    let other = format!("{}:window-1", sha256_hex(&unique("device-code")));
+    assert_eq!(
+        counter
+            .count_attempt(&other, expires_at)
+            .await
+            .expect("count"),
+        1
+    );
+    report(&format!(
+        "races: attempt counter on moto: 8 concurrent attempts counted {counts:?}"
+    ));
+}
