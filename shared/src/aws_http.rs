@@ -31,6 +31,17 @@ use crate::upstream::MAX_BODY_BYTES;
 /// them.
 const SECRET_HEADERS: [&str; 2] = ["authorization", "x-amz-security-token"];
 
+/// The retry policy of every AWS call the functions make: two attempts, because one retry of a
+/// transient failure (transport, 5xx, throttling) is what a user waiting on a redirect (or a cold
+/// start) can afford, and a second failure becomes a "try again" page; the standard strategy
+/// waits a random time up to 40 ms before the retry, long enough for a dropped keep-alive
+/// connection or a throttling blip.
+pub fn retry_config() -> aws_smithy_types::retry::RetryConfig {
+    aws_smithy_types::retry::RetryConfig::standard()
+        .with_max_attempts(2)
+        .with_initial_backoff(Duration::from_millis(40))
+}
+
 /// The SDK's HTTP client: each request goes out through the functions' shared reqwest client
 /// (its TLS settings, pool and timeout), and each answer is read whole, bounded like every other
 /// upstream answer.

@@ -12,10 +12,8 @@
 //! recognises its own earlier write.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{
     BehaviorVersion, IdentityCache, Region, StalledStreamProtectionConfig,
@@ -43,12 +41,6 @@ const IN_PROGRESS: &str = "in_progress";
 const COMPLETED: &str = "completed";
 /// The standard variable that points the SDK's DynamoDB client elsewhere (a local emulator).
 const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_DYNAMODB";
-/// Two attempts: one retry of a transient failure (transport, 5xx, throttling) is what a user
-/// waiting on a redirect can afford; a second failure becomes a "try again" page.
-const MAX_ATTEMPTS: u32 = 2;
-/// The standard strategy waits a random time up to this before the retry: long enough for a
-/// dropped keep-alive connection or a throttling blip, short next to the user's wait.
-const RETRY_PAUSE: Duration = Duration::from_millis(40);
 
 /// [`ReplayStore`] and [`AttemptCounter`] on a DynamoDB table with partition key `pk` and TTL
 /// attribute `expires_at`.
@@ -96,11 +88,7 @@ impl DynamoReplayStore {
             .identity_cache(IdentityCache::no_cache())
             .http_client(ReqwestHttpClient::new(http))
             .sleep_impl(TokioSleep)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(RETRY_PAUSE),
-            )
+            .retry_config(crate::aws_http::retry_config())
             // The reqwest client's timeout (BRIDGE_UPSTREAM_TIMEOUT_MS) bounds every attempt.
             .timeout_config(TimeoutConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled());

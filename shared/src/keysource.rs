@@ -7,10 +7,8 @@
 //! `GetSecretValue`, once per cold start.
 
 use std::fmt;
-use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use aws_sdk_secretsmanager::config::retry::RetryConfig;
 use aws_sdk_secretsmanager::config::timeout::TimeoutConfig;
 use aws_sdk_secretsmanager::config::{
     BehaviorVersion, IdentityCache, Region, StalledStreamProtectionConfig,
@@ -30,9 +28,6 @@ pub const KEYSET_SECRET_ARN_VAR: &str = "BRIDGE_KEYSET_SECRET_ARN";
 const SERVICE_NAME: &str = "secretsmanager";
 /// The standard variable that points the SDK's Secrets Manager client elsewhere (an emulator).
 const ENDPOINT_VARIABLE: &str = "AWS_ENDPOINT_URL_SECRETSMANAGER";
-/// A cold start can afford one retry of a transient failure, like every AWS call here.
-const MAX_ATTEMPTS: u32 = 2;
-const RETRY_PAUSE: Duration = Duration::from_millis(40);
 
 /// Why the key set could not be located or loaded.
 ///
@@ -226,11 +221,7 @@ impl SecretsManagerSecret {
             .identity_cache(IdentityCache::no_cache())
             .http_client(ReqwestHttpClient::new(http.clone()))
             .sleep_impl(TokioSleep)
-            .retry_config(
-                RetryConfig::standard()
-                    .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(RETRY_PAUSE),
-            )
+            .retry_config(crate::aws_http::retry_config())
             .timeout_config(TimeoutConfig::disabled())
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
         config.set_endpoint_url(self.endpoint.clone());
