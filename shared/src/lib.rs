@@ -17,6 +17,7 @@ pub mod keysource;
 pub mod kratos;
 pub mod logging;
 pub mod metrics;
+pub mod policy;
 pub mod replay;
 pub mod request;
 pub mod response;
