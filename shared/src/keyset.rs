@@ -6,8 +6,9 @@
 //! their key is still listed.
 //!
 //! Each secret is never used directly. HKDF-SHA256 derives independent subkeys for JWT signing,
-//! payload encryption and CSRF tokens, so a weakness in how one purpose uses its key cannot leak
-//! into another.
+//! payload encryption, CSRF tokens and policy hook signatures, so a weakness in how one purpose
+//! uses its key cannot leak into another, and the hook's key can be handed to the hook's operator
+//! without handing over anything that signs tokens.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -38,6 +39,9 @@ pub const MAX_KEYS: usize = 16;
 const HKDF_INFO_JWT: &[u8] = b"hydra-kratos-bridge/v1/return-to/jwt-hs256";
 const HKDF_INFO_AEAD: &[u8] = b"hydra-kratos-bridge/v1/return-to/aead-xchacha20poly1305";
 const HKDF_INFO_CSRF: &[u8] = b"hydra-kratos-bridge/v1/csrf/hmac-sha256";
+/// Public on purpose: the hook's operator may derive its key from the secret with these
+/// parameters instead of running the doctor (docs/policy.md).
+pub const HKDF_INFO_POLICY_HOOK: &[u8] = b"hydra-kratos-bridge/v1/policy-hook/hmac-sha256";
 
 /// Prefixed to every CSRF MAC input so a CSRF MAC can never be mistaken for another use of HMAC.
 const CSRF_DOMAIN: &[u8] = b"hydra-kratos-bridge/v1/csrf\0";
@@ -290,6 +294,7 @@ pub struct Key {
     jws_secret: [u8; 32],
     aead: XChaCha20Poly1305,
     csrf: CsrfKey,
+    policy_hook: PolicyHookKey,
 }
 
 impl Key {
@@ -299,6 +304,7 @@ impl Key {
         let jwt_key = expand_32(&hkdf, HKDF_INFO_JWT)?;
         let aead_key = expand_32(&hkdf, HKDF_INFO_AEAD)?;
         let csrf_key = expand_32(&hkdf, HKDF_INFO_CSRF)?;
+        let policy_hook_key = expand_32(&hkdf, HKDF_INFO_POLICY_HOOK)?;
         Some(Self {
             kid: kid.to_owned(),
             jws_encoding: EncodingKey::from_secret(&jwt_key),
@@ -309,6 +315,11 @@ impl Key {
             csrf: CsrfKey {
                 kid: kid.to_owned(),
                 keyed_mac: <HmacSha256 as Mac>::new_from_slice(&csrf_key).ok()?,
+            },
+            policy_hook: PolicyHookKey {
+                kid: kid.to_owned(),
+                keyed_mac: <HmacSha256 as Mac>::new_from_slice(&policy_hook_key).ok()?,
+                secret: policy_hook_key,
             },
         })
     }
@@ -321,6 +332,12 @@ impl Key {
     /// This key's CSRF subkey, for callers that must pin a specific key.
     pub fn csrf_key(&self) -> &CsrfKey {
         &self.csrf
+    }
+
+    /// This key's policy hook subkey; the doctor prints it for every listed key so the hook can
+    /// keep verifying across a rotation.
+    pub fn policy_hook_key(&self) -> &PolicyHookKey {
+        &self.policy_hook
     }
 
     /// The key the codec signs return_to tokens with, when this is the current key.
@@ -402,6 +419,63 @@ impl fmt::Debug for CsrfKey {
             .field("key", &"[redacted]")
             .finish()
     }
+}
+
+/// HMAC-SHA256 key for the policy hook's request signatures (`Bridge-Signature`, docs/policy.md).
+///
+/// Unlike the other subkeys this one leaves the bridge: the hook needs it to verify what the
+/// bridge sends. It is derived with its own HKDF info string, so knowing it tells nothing about
+/// the token or CSRF keys of the same secret.
+#[derive(Clone)]
+pub struct PolicyHookKey {
+    kid: String,
+    /// Kept so [`PolicyHookKey::to_hex`] can hand it to the hook's operator.
+    secret: [u8; 32],
+    /// HMAC state already keyed with the subkey; cloned for each signature.
+    keyed_mac: HmacSha256,
+}
+
+impl PolicyHookKey {
+    /// The kid of the key set entry this subkey comes from, sent with each signature so a hook
+    /// holding several keys knows which one to check during a rotation.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// HMAC-SHA256 of `message`, the value of the signature's `v1`.
+    pub fn mac(&self, message: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.keyed_mac.clone();
+        for part in message {
+            mac.update(part);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The subkey as lower-case hex, the form the hook is configured with. Only the doctor's
+    /// `policy-hook-keys` command calls this; nothing in the functions logs it.
+    pub fn to_hex(&self) -> String {
+        lower_hex(&self.secret)
+    }
+}
+
+impl fmt::Debug for PolicyHookKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyHookKey")
+            .field("kid", &self.kid)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Lower-case hex, the spelling of MACs in the hook's signature header.
+pub fn lower_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 fn expand_32(hkdf: &Hkdf<Sha256>, info: &[u8]) -> Option<[u8; 32]> {
@@ -647,6 +721,15 @@ pub(crate) mod tests {
         let jwt = expand_32(&hkdf, HKDF_INFO_JWT).unwrap();
         let aead = expand_32(&hkdf, HKDF_INFO_AEAD).unwrap();
         let csrf = expand_32(&hkdf, HKDF_INFO_CSRF).unwrap();
+        let hook = expand_32(&hkdf, HKDF_INFO_POLICY_HOOK).unwrap();
+        assert_ne!(hook, csrf);
+        assert_ne!(hook, jwt);
+        assert_ne!(hook, aead);
+        assert_eq!(a.policy_hook_key().to_hex(), lower_hex(&hook));
+        assert_ne!(a.policy_hook_key().to_hex(), b.policy_hook_key().to_hex());
+        assert_eq!(a.policy_hook_key().kid(), "a");
+        assert!(!format!("{:?}", a.policy_hook_key()).contains(&lower_hex(&hook)));
+        assert_eq!(lower_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
         assert_ne!(jwt, csrf);
         assert_ne!(aead, csrf);
         assert_ne!(jwt, aead);

@@ -218,6 +218,10 @@ pub enum Rule {
     ScopeAllowList,
     /// A requested audience is outside the client's allow-list.
     AudienceAllowList,
+    /// The policy hook answered (allow or deny).
+    Hook,
+    /// The policy hook could not be asked or gave no usable answer; the bridge failed closed.
+    HookUnavailable,
 }
 
 impl Rule {
@@ -230,6 +234,8 @@ impl Rule {
             Rule::RequiredAal => "required_aal",
             Rule::ScopeAllowList => "scope_allowlist",
             Rule::AudienceAllowList => "audience_allowlist",
+            Rule::Hook => "hook",
+            Rule::HookUnavailable => "hook_unavailable",
         }
     }
 }

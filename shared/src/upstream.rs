@@ -29,6 +29,9 @@ pub enum Upstream {
     ReplayStore,
     /// AWS Secrets Manager (key set).
     SecretsManager,
+    /// The operator's policy hook (docs/policy.md); every failure of it is transient, because
+    /// the bridge fails closed and the user can only try again.
+    PolicyHook,
 }
 
 impl Upstream {
@@ -40,6 +43,7 @@ impl Upstream {
             Self::Kratos => "kratos",
             Self::ReplayStore => "dynamodb",
             Self::SecretsManager => "secretsmanager",
+            Self::PolicyHook => "policy_hook",
         }
     }
 }
@@ -51,6 +55,7 @@ impl std::fmt::Display for Upstream {
             Self::Kratos => "Kratos",
             Self::ReplayStore => "replay store",
             Self::SecretsManager => "Secrets Manager",
+            Self::PolicyHook => "policy hook",
         })
     }
 }
