@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::attempts::AttemptLimit;
 use crate::claims::ClaimMapping;
+use crate::policy::ClientPolicy;
 
 /// Why the configuration cannot be used; always names the environment variable at fault.
 #[derive(Debug, Error)]
@@ -100,6 +101,24 @@ pub struct Config {
     pub device_attempts: AttemptLimit,
     /// Whether typed user codes are upper-cased before Hydra sees them.
     pub device_code_case: UserCodeCase,
+    /// The policy every client gets unless its Hydra `metadata.bridge` says otherwise.
+    pub policy_defaults: ClientPolicy,
+    /// The policy hook, when one is configured (docs/policy.md).
+    pub policy_hook: Option<PolicyHookSettings>,
+}
+
+/// Where and how the policy hook is asked; present only when `BRIDGE_POLICY_HOOK_URL` is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyHookSettings {
+    /// The hook's endpoint: https, or http on a loopback address for local stacks.
+    pub url: Url,
+    /// One deadline for the whole exchange; the hook is on the sign-in path.
+    pub timeout: Duration,
+    /// Top-level identity traits sent to the hook; nothing else of the identity leaves.
+    pub traits: BTreeSet<String>,
+    /// The prefix every claim the hook adds must start with (an absolute URL ending in `/`),
+    /// so the hook can never overwrite a claim Hydra or the bridge owns.
+    pub claims_namespace: String,
 }
 
 /// How the device verification page treats letter case in a typed user code. Hydra compares
@@ -123,6 +142,16 @@ pub struct Needs {
 }
 
 const MAX_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// The hook's default deadline: long enough for a warm HTTPS call, short enough that a dead hook
+/// costs a user less than two seconds before the retry page.
+const DEFAULT_POLICY_HOOK_TIMEOUT_MS: u64 = 1500;
+
+/// Above this the hook would eat the Lambda's budget for Hydra and Kratos.
+const MAX_POLICY_HOOK_TIMEOUT_MS: u64 = 5000;
+
+/// More traits than this is sending the identity, not choosing from it.
+const MAX_POLICY_HOOK_TRAITS: usize = 32;
 
 impl Config {
     /// Reads the process environment.
@@ -309,6 +338,19 @@ impl Config {
             }
         };
 
+        let policy_hook = policy_hook(&get, &public_base_url)?;
+        let policy_defaults = match get("BRIDGE_POLICY_DEFAULT_JSON") {
+            None => ClientPolicy::default(),
+            Some(json) => ClientPolicy::defaults_from_json(&json)
+                .map_err(|e| invalid("BRIDGE_POLICY_DEFAULT_JSON", e.to_string()))?,
+        };
+        if policy_defaults.hook && policy_hook.is_none() {
+            return Err(invalid(
+                "BRIDGE_POLICY_DEFAULT_JSON",
+                "asks every client for the policy hook (\"hook\": true) but BRIDGE_POLICY_HOOK_URL is not set",
+            ));
+        }
+
         Ok(Self {
             public_base_url,
             hydra_admin_url,
@@ -332,6 +374,8 @@ impl Config {
             dev_insecure_cookies,
             device_attempts,
             device_code_case,
+            policy_defaults,
+            policy_hook,
         })
     }
 
@@ -397,6 +441,101 @@ fn optional_url(
     name: &'static str,
 ) -> Result<Option<Url>, ConfigError> {
     get(name).map(|v| parse_url(name, &v)).transpose()
+}
+
+/// The hook's settings, or `None` when `BRIDGE_POLICY_HOOK_URL` is unset; the other
+/// `BRIDGE_POLICY_HOOK_*` settings are still checked then, so a typo is not silently ignored.
+fn policy_hook(
+    get: &impl Fn(&'static str) -> Option<String>,
+    public_base_url: &Url,
+) -> Result<Option<PolicyHookSettings>, ConfigError> {
+    const TIMEOUT: &str = "BRIDGE_POLICY_HOOK_TIMEOUT_MS";
+    const TRAITS: &str = "BRIDGE_POLICY_HOOK_TRAITS";
+    const NAMESPACE: &str = "BRIDGE_POLICY_HOOK_CLAIMS_NAMESPACE";
+    let timeout = match get(TIMEOUT) {
+        None => Duration::from_millis(DEFAULT_POLICY_HOOK_TIMEOUT_MS),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if (50..=MAX_POLICY_HOOK_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms),
+            _ => {
+                return Err(invalid(
+                    TIMEOUT,
+                    format!("must be milliseconds between 50 and {MAX_POLICY_HOOK_TIMEOUT_MS}"),
+                ))
+            }
+        },
+    };
+    let traits: BTreeSet<String> = get(TRAITS)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let plain_name = |name: &String| {
+        name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    };
+    if traits.len() > MAX_POLICY_HOOK_TRAITS || !traits.iter().all(plain_name) {
+        return Err(invalid(
+            TRAITS,
+            format!("must be at most {MAX_POLICY_HOOK_TRAITS} comma-separated top-level trait names (A-Z a-z 0-9 _ -)"),
+        ));
+    }
+    let claims_namespace = match get(NAMESPACE) {
+        None => format!("{}/claims/", public_base_url.as_str().trim_end_matches('/')),
+        Some(prefix) => {
+            let valid = prefix.ends_with('/')
+                && Url::parse(&prefix).is_ok_and(|url| {
+                    matches!(url.scheme(), "http" | "https")
+                        && url.host_str().is_some()
+                        && url.query().is_none()
+                        && url.fragment().is_none()
+                });
+            if !valid {
+                return Err(invalid(
+                    NAMESPACE,
+                    "must be an absolute http(s) URL ending in `/`, e.g. https://auth.example.com/claims/",
+                ));
+            }
+            prefix
+        }
+    };
+    let Some(url) = get("BRIDGE_POLICY_HOOK_URL") else {
+        return Ok(None);
+    };
+    Ok(Some(PolicyHookSettings {
+        url: policy_hook_url(&url)?,
+        timeout,
+        traits,
+        claims_namespace,
+    }))
+}
+
+/// The hook receives personal data and its answer decides sign-ins, so it must be https; plain
+/// http is only accepted on a loopback address (a local stack), where nothing crosses a network.
+fn policy_hook_url(value: &str) -> Result<Url, ConfigError> {
+    const NAME: &str = "BRIDGE_POLICY_HOOK_URL";
+    // The shared checks (absolute, host, no credentials, query or fragment); the URL itself is
+    // kept as written, trailing slash included, since it names an endpoint rather than a base.
+    parse_url(NAME, value)?;
+    let url = Url::parse(value).map_err(|e| invalid(NAME, format!("not an absolute URL ({e})")))?;
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        None => false,
+    };
+    if url.scheme() != "https" && !loopback {
+        return Err(invalid(
+            NAME,
+            "must be https (http only on a loopback address such as 127.0.0.1)",
+        ));
+    }
+    Ok(url)
 }
 
 fn seconds(
@@ -577,6 +716,113 @@ pub(crate) mod tests {
             config.return_url().as_str(),
             "https://abc.execute-api.eu-west-1.amazonaws.com/prod/login/return"
         );
+    }
+
+    #[test]
+    fn the_policy_hook_is_off_unless_its_url_is_set() {
+        let config = load(&base_env(), Needs::default()).expect("valid");
+        assert_eq!(config.policy_hook, None);
+        assert_eq!(config.policy_defaults, ClientPolicy::default());
+    }
+
+    #[test]
+    fn policy_hook_settings_are_read_with_defaults() {
+        let mut env = base_env();
+        env.insert(
+            "BRIDGE_POLICY_HOOK_URL",
+            "https://policy.example.com/hook/".to_owned(),
+        );
+        env.insert("BRIDGE_POLICY_HOOK_TRAITS", " email, tenant ,,".to_owned());
+        let hook = load(&env, Needs::default())
+            .expect("valid")
+            .policy_hook
+            .expect("hook");
+        assert_eq!(hook.url.as_str(), "https://policy.example.com/hook/");
+        assert_eq!(hook.timeout, Duration::from_millis(1500));
+        assert_eq!(
+            hook.traits,
+            BTreeSet::from(["email".to_owned(), "tenant".to_owned()])
+        );
+        assert_eq!(hook.claims_namespace, "https://auth.example.com/claims/");
+
+        env.insert("BRIDGE_POLICY_HOOK_TIMEOUT_MS", "5000".to_owned());
+        env.insert(
+            "BRIDGE_POLICY_HOOK_CLAIMS_NAMESPACE",
+            "https://id.example.org/ns/".to_owned(),
+        );
+        let hook = load(&env, Needs::default()).unwrap().policy_hook.unwrap();
+        assert_eq!(hook.timeout, Duration::from_secs(5));
+        assert_eq!(hook.claims_namespace, "https://id.example.org/ns/");
+    }
+
+    #[test]
+    fn the_policy_hook_url_must_be_https_except_on_loopback() {
+        let mut env = base_env();
+        for local in [
+            "http://127.0.0.1:9100/policy-hook",
+            "http://localhost:9100/",
+            "http://[::1]:9100/",
+        ] {
+            env.insert("BRIDGE_POLICY_HOOK_URL", local.to_owned());
+            assert!(load(&env, Needs::default()).is_ok(), "{local}");
+        }
+        for bad in [
+            "http://policy.example.com/hook",
+            "http://10.0.0.5/hook",
+            "ftp://127.0.0.1/",
+            "https://user:pw@policy.example.com/",
+            "https://policy.example.com/?token=x",
+            "not a url",
+        ] {
+            env.insert("BRIDGE_POLICY_HOOK_URL", bad.to_owned());
+            let err = load(&env, Needs::default()).expect_err(bad);
+            assert!(err.to_string().contains("BRIDGE_POLICY_HOOK_URL"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_policy_hook_settings_are_named() {
+        let cases = [
+            ("BRIDGE_POLICY_HOOK_TIMEOUT_MS", "5001"),
+            ("BRIDGE_POLICY_HOOK_TIMEOUT_MS", "10"),
+            ("BRIDGE_POLICY_HOOK_TIMEOUT_MS", "fast"),
+            ("BRIDGE_POLICY_HOOK_TRAITS", "email,name.first"),
+            ("BRIDGE_POLICY_HOOK_CLAIMS_NAMESPACE", "claims_"),
+            (
+                "BRIDGE_POLICY_HOOK_CLAIMS_NAMESPACE",
+                "https://auth.example.com/claims",
+            ),
+            ("BRIDGE_POLICY_DEFAULT_JSON", r#"{"requried_aal":"aal2"}"#),
+            ("BRIDGE_POLICY_DEFAULT_JSON", r#"{"version":2}"#),
+            ("BRIDGE_POLICY_DEFAULT_JSON", "not json"),
+        ];
+        for (name, value) in cases {
+            let mut env = base_env();
+            env.insert(name, value.to_owned());
+            let err = load(&env, Needs::default()).expect_err(value);
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn default_policy_is_read_and_its_hook_needs_a_url() {
+        let mut env = base_env();
+        env.insert(
+            "BRIDGE_POLICY_DEFAULT_JSON",
+            r#"{"required_aal":"aal2","hook":true}"#.to_owned(),
+        );
+        let err = load(&env, Needs::default()).expect_err("hook without URL");
+        assert!(err.to_string().contains("BRIDGE_POLICY_HOOK_URL"), "{err}");
+        env.insert(
+            "BRIDGE_POLICY_HOOK_URL",
+            "https://policy.example.com/".to_owned(),
+        );
+        let config = load(&env, Needs::default()).expect("valid");
+        assert_eq!(
+            config.policy_defaults.required_aal,
+            Some(crate::policy::Aal::Aal2)
+        );
+        assert!(config.policy_defaults.hook);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod claims;
 pub mod config;
 pub mod dynamo;
 pub mod handlers;
+pub mod hook;
 pub mod hs256;
 pub mod hydra;
 pub mod keyset;
