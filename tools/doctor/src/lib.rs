@@ -140,6 +140,32 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String> + Clone) -> Vec<Check> 
     checks
 }
 
+/// The `HOOK_SIGNING_KEYS` line for the policy hook (docs/policy.md): every listed key's hook
+/// subkey as `kid:hex`, current key first, so the hook verifies before and after a rotation.
+/// The bridge never sends its key set anywhere; this is how the hook's operator gets the one
+/// subkey it needs, from the same key set source the functions read.
+pub async fn policy_hook_keys(lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let ca_bundle = lookup("BRIDGE_CA_BUNDLE").map(std::path::PathBuf::from);
+    let source = KeySource::from_vars(&lookup).map_err(|e| e.to_string())?;
+    let tls =
+        bridge::upstream::tls_client_config(ca_bundle.as_deref()).map_err(|e| e.to_string())?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let keys = source.load(&http).await.map_err(|e| e.to_string())?;
+    let current = keys.current().kid().to_owned();
+    let mut kids: Vec<&str> = keys.kids().collect();
+    kids.sort_by_key(|kid| *kid != current);
+    let entries: Vec<String> = kids
+        .into_iter()
+        .filter_map(|kid| keys.get(kid))
+        .map(|key| format!("{}:{}", key.kid(), key.policy_hook_key().to_hex()))
+        .collect();
+    Ok(format!("HOOK_SIGNING_KEYS={}", entries.join(",")))
+}
+
 fn probe_client(config: &Config) -> Result<reqwest::Client, String> {
     // The functions' own trust settings, so a certificate the doctor accepts is one they accept.
     let tls = bridge::upstream::tls_client_config(config.ca_bundle.as_deref())
@@ -721,6 +747,33 @@ async fn kratos_return_and_cookie(http: &reqwest::Client, config: &Config) -> Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn policy_hook_keys_list_every_kid_current_first_without_the_secrets() {
+        let secret = |fill: char| fill.to_string().repeat(43);
+        let keyset = format!(
+            r#"{{"current":"k2","keys":[{{"kid":"k1","secret":"{}"}},{{"kid":"k2","secret":"{}"}}]}}"#,
+            secret('A'),
+            secret('Q')
+        );
+        let line = policy_hook_keys(|name| (name == "BRIDGE_KEYSET_JSON").then(|| keyset.clone()))
+            .await
+            .expect("keys");
+        let list = line.strip_prefix("HOOK_SIGNING_KEYS=").expect("prefix");
+        let entries: Vec<(&str, &str)> =
+            list.split(',').filter_map(|e| e.split_once(':')).collect();
+        assert_eq!(
+            entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+            ["k2", "k1"]
+        );
+        for (_, hex) in &entries {
+            assert_eq!(hex.len(), 64);
+            assert!(hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        }
+        assert_ne!(entries[0].1, entries[1].1);
+        assert!(!line.contains(&secret('A')) && !line.contains(&secret('Q')));
+        assert!(policy_hook_keys(|_| None).await.is_err());
+    }
 
     #[test]
     fn release_numbers_are_read_and_compared() {
