@@ -252,15 +252,7 @@ impl Config {
         let remember = boolean(&get, "BRIDGE_REMEMBER", true)?;
         let remember_for = seconds(&get, "BRIDGE_REMEMBER_FOR_SECONDS", 0)?;
 
-        let trusted_clients = get("BRIDGE_TRUSTED_CLIENTS")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|id| !id.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let trusted_clients = comma_list(&get, "BRIDGE_TRUSTED_CLIENTS");
 
         let claim_mapping = match get("BRIDGE_CLAIM_MAPPING_JSON") {
             Some(json) => ClaimMapping::from_json(&json)
@@ -268,18 +260,7 @@ impl Config {
             None => ClaimMapping::default(),
         };
 
-        let upstream_timeout = match get("BRIDGE_UPSTREAM_TIMEOUT_MS") {
-            None => Duration::from_millis(2500),
-            Some(v) => match v.parse::<u64>() {
-                Ok(ms) if (50..=60_000).contains(&ms) => Duration::from_millis(ms),
-                _ => {
-                    return Err(invalid(
-                        "BRIDGE_UPSTREAM_TIMEOUT_MS",
-                        "must be milliseconds between 50 and 60000",
-                    ))
-                }
-            },
-        };
+        let upstream_timeout = millis(&get, "BRIDGE_UPSTREAM_TIMEOUT_MS", 2500, 60_000)?;
 
         let admin_header = match get("BRIDGE_ADMIN_HEADER") {
             None => None,
@@ -449,30 +430,15 @@ fn policy_hook(
     get: &impl Fn(&'static str) -> Option<String>,
     public_base_url: &Url,
 ) -> Result<Option<PolicyHookSettings>, ConfigError> {
-    const TIMEOUT: &str = "BRIDGE_POLICY_HOOK_TIMEOUT_MS";
     const TRAITS: &str = "BRIDGE_POLICY_HOOK_TRAITS";
     const NAMESPACE: &str = "BRIDGE_POLICY_HOOK_CLAIMS_NAMESPACE";
-    let timeout = match get(TIMEOUT) {
-        None => Duration::from_millis(DEFAULT_POLICY_HOOK_TIMEOUT_MS),
-        Some(v) => match v.parse::<u64>() {
-            Ok(ms) if (50..=MAX_POLICY_HOOK_TIMEOUT_MS).contains(&ms) => Duration::from_millis(ms),
-            _ => {
-                return Err(invalid(
-                    TIMEOUT,
-                    format!("must be milliseconds between 50 and {MAX_POLICY_HOOK_TIMEOUT_MS}"),
-                ))
-            }
-        },
-    };
-    let traits: BTreeSet<String> = get(TRAITS)
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|name| !name.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
+    let timeout = millis(
+        get,
+        "BRIDGE_POLICY_HOOK_TIMEOUT_MS",
+        DEFAULT_POLICY_HOOK_TIMEOUT_MS,
+        MAX_POLICY_HOOK_TIMEOUT_MS,
+    )?;
+    let traits = comma_list(get, TRAITS);
     let plain_name = |name: &String| {
         name.len() <= 64
             && name
@@ -536,6 +502,41 @@ fn policy_hook_url(value: &str) -> Result<Url, ConfigError> {
         ));
     }
     Ok(url)
+}
+
+/// A comma-separated list, blanks and empty entries dropped.
+fn comma_list(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+) -> BTreeSet<String> {
+    get(name)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A timeout in milliseconds, at least 50 (less is always a typo) and at most `max`.
+fn millis(
+    get: &impl Fn(&'static str) -> Option<String>,
+    name: &'static str,
+    default: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    match get(name) {
+        None => Ok(Duration::from_millis(default)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(ms) if (50..=max).contains(&ms) => Ok(Duration::from_millis(ms)),
+            _ => Err(invalid(
+                name,
+                format!("must be milliseconds between 50 and {max}"),
+            )),
+        },
+    }
 }
 
 fn seconds(

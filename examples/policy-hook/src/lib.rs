@@ -371,7 +371,7 @@ mod tests {
             Err(SettingsError::Missing("HOOK_SIGNING_KEYS"))
         ));
         assert!(SigningKeys::parse("k2:abcd").is_err());
-        assert!(SigningKeys::parse(&format!("{KEY_HEX}")).is_err());
+        assert!(SigningKeys::parse(KEY_HEX).is_err());
         let without_namespace = Hook::from_lookup(|name| match name {
             "HOOK_SIGNING_KEYS" => Some(format!("k2:{KEY_HEX}")),
             "HOOK_ADD_CLAIMS_JSON" => Some(r#"{"tenant":"acme"}"#.to_owned()),
