@@ -414,11 +414,16 @@ impl CsrfKey {
 
 impl fmt::Debug for CsrfKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CsrfKey")
-            .field("kid", &self.kid)
-            .field("key", &"[redacted]")
-            .finish()
+        debug_subkey(f, "CsrfKey", &self.kid)
     }
+}
+
+/// A subkey's `Debug`: its type and kid, never key material (these end up in error logs).
+fn debug_subkey(f: &mut fmt::Formatter<'_>, type_name: &str, kid: &str) -> fmt::Result {
+    f.debug_struct(type_name)
+        .field("kid", &kid)
+        .field("key", &"[redacted]")
+        .finish()
 }
 
 /// HMAC-SHA256 key for the policy hook's request signatures (`Bridge-Signature`, docs/policy.md).
@@ -460,10 +465,7 @@ impl PolicyHookKey {
 
 impl fmt::Debug for PolicyHookKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PolicyHookKey")
-            .field("kid", &self.kid)
-            .field("key", &"[redacted]")
-            .finish()
+        debug_subkey(f, "PolicyHookKey", &self.kid)
     }
 }
 
