@@ -21,5 +21,7 @@ pub mod replay;
 pub mod request;
 pub mod response;
 pub mod runtime;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod token;
 pub mod upstream;

@@ -331,42 +331,9 @@ impl From<crate::upstream::UpstreamError> for Failure {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Asserts the headers every HTML page must carry.
-    pub(crate) fn assert_secure_html(response: &Response<Body>) {
-        let h = response.headers();
-        let csp = h
-            .get(header::CONTENT_SECURITY_POLICY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        assert!(csp.contains("frame-ancestors 'none'"), "CSP: {csp}");
-        assert_eq!(
-            h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()),
-            Some(&b"DENY"[..])
-        );
-        assert_eq!(
-            h.get(header::REFERRER_POLICY).map(|v| v.as_bytes()),
-            Some(&b"no-referrer"[..])
-        );
-        assert_eq!(
-            h.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
-            Some(&b"no-store"[..])
-        );
-        assert!(h
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html")));
-    }
-
-    pub(crate) fn body_text(response: &Response<Body>) -> String {
-        match response.body() {
-            Body::Text(t) => t.clone(),
-            Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        }
-    }
+    use crate::testkit::{assert_secure_html, body as body_text};
 
     #[test]
     fn every_failure_is_a_secure_page_with_its_status() {

@@ -260,18 +260,13 @@ fn consent_failure(flow: &str, error: UpstreamError, request: &Request) -> Failu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
     use crate::hydra::OAuth2Client;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> ConsentDeps {
-        let mut config = kit.config.clone();
-        config.trusted_clients.insert("trusted-app".to_owned());
-        ConsentDeps {
-            config,
-            hydra: kit.hydra.clone(),
-            keys: kit.keys(),
-        }
+        let mut deps = kit.consent_deps();
+        deps.config.trusted_clients.insert("trusted-app".to_owned());
+        deps
     }
 
     fn consent(client_id: &str, skip: bool, skip_consent: Option<bool>) -> ConsentRequest {
@@ -442,7 +437,7 @@ mod tests {
         let response = handle(post(&body, Some(&cookie), None), &deps(&kit)).await;
         assert_eq!(response.status(), 200);
         assert_secure_html(&response);
-        let page = crate::handlers::testkit::body(&response);
+        let page = crate::testkit::body(&response);
         assert!(page.contains("Device not signed in"), "{page}");
         assert!(!page.contains("<b>Evil"), "client name escaped");
         assert_eq!(

@@ -292,21 +292,13 @@ fn device_failure(flow: &str, error: UpstreamError, config: &Config, challenge: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attempts::MemoryAttemptCounter;
-    use crate::handlers::testkit::*;
     use crate::hydra::OAuth2Client;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     const ORIGIN: Option<&str> = Some("https://auth.example.com");
 
     fn deps(kit: &Kit) -> DeviceDeps {
-        DeviceDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            keys: kit.keys(),
-            attempts: Arc::new(MemoryAttemptCounter::default()),
-            clock: kit.clock(),
-        }
+        kit.device_deps()
     }
 
     fn submit_body(challenge: &str, token: &str, code: &str) -> String {

@@ -101,13 +101,10 @@ fn kratos_texts(error: &Value) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> ErrorDeps {
-        ErrorDeps {
-            kratos: kit.kratos.clone(),
-        }
+        kit.error_deps()
     }
 
     #[tokio::test]

@@ -195,17 +195,10 @@ fn login_request_failure(flow: &str, error: UpstreamError, request: &Request) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> LoginDeps {
-        LoginDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            kratos: kit.kratos.clone(),
-            tokens: kit.codec(),
-            clock: kit.clock(),
-        }
+        kit.login_deps()
     }
 
     #[tokio::test]

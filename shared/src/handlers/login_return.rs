@@ -246,8 +246,7 @@ fn token_failure(error: TokenError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
     use crate::token::{browser_binding_hash, ReturnToPayload};
     use std::time::Duration;
 
@@ -255,14 +254,7 @@ mod tests {
     const REQUEST_URL: &str = "https://oauth.example.com/oauth2/auth?client_id=app&state=s";
 
     fn deps(kit: &Kit) -> ReturnDeps {
-        ReturnDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            kratos: kit.kratos.clone(),
-            tokens: kit.codec(),
-            replay: kit.replay.clone(),
-            clock: kit.clock(),
-        }
+        kit.return_deps()
     }
 
     fn token(kit: &Kit, challenge: &str) -> String {
@@ -285,22 +277,9 @@ mod tests {
         format!("__Host-bridge_binding={BINDING}; {session_cookie}")
     }
 
-    fn kit_with_session() -> Kit {
-        let kit = Kit::new();
-        kit.kratos.add_session(
-            "ory_kratos_session=s1",
-            session("sess-1", "ident-1", &["oidc"]),
-        );
-        kit.kratos.add_session(
-            "ory_kratos_session=s2",
-            session("sess-2", "ident-2", &["code"]),
-        );
-        kit
-    }
-
     #[tokio::test]
     async fn accepts_with_kratos_identity_and_records_completion() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let response = handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -328,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_session_repeat_gets_the_same_redirect_without_second_accept() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let first = handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -348,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn replay_from_another_session_is_refused() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -371,7 +350,7 @@ mod tests {
 
     #[tokio::test]
     async fn token_without_its_binding_cookie_is_refused() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         for cookie in [
             "ory_kratos_session=s1".to_owned(),
@@ -386,7 +365,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_tokens_are_400_and_never_reach_hydra() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let mut tampered = t.clone().into_bytes();
         let middle = tampered.len() / 2;
@@ -462,7 +441,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_token_is_410() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.advance(Duration::from_secs(601));
         let response = handle(
@@ -482,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn token_under_the_previous_key_still_works() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let old_keys = crate::keyset::KeySet::from_json(
             r#"{"current":"k1","keys":[{"kid":"k1","secret":"Zmlyc3Qta2V5LWZpcnN0LWtleS1maXJzdC1rZXktZmlyc3Q"}]}"#,
         )
@@ -535,7 +514,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_hydra_failure_releases_the_claim_and_retry_succeeds() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Transient);
         let failed = handle(
@@ -561,7 +540,7 @@ mod tests {
 
     #[tokio::test]
     async fn hydra_refusing_the_accept_is_502_and_releases_the_claim() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Rejected);
         let response = handle(
@@ -575,7 +554,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_kratos_failure_claims_nothing() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.kratos.fail_whoami(true);
         let failed = handle(
@@ -596,7 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_challenge_restarts_through_request_url() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Expired);
         let response = handle(
@@ -611,7 +590,7 @@ mod tests {
 
     #[tokio::test]
     async fn lambda_killed_after_claim_frees_the_token_after_in_progress_expiry() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let opened = kit.codec().open(&t, kit.now()).expect("open");
         // Simulate a previous invocation that claimed and died.
@@ -658,7 +637,7 @@ mod tests {
                 Ok(())
             }
         }
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let mut deps = deps(&kit);
         deps.replay = Arc::new(DownStore);

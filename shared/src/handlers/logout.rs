@@ -87,15 +87,11 @@ fn logout_failure(flow: &str, error: UpstreamError, request: &Request) -> Failur
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
     use crate::hydra::LogoutRequest;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> LogoutDeps {
-        LogoutDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            kratos: kit.kratos.clone(),
-        }
+        kit.logout_deps()
     }
 
     fn logout(subject: &str) -> LogoutRequest {

@@ -257,10 +257,3 @@ pub(crate) fn reusable_cookie_value(value: Option<String>) -> Option<String> {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     })
 }
-
-#[cfg(test)]
-mod attacks;
-#[cfg(test)]
-mod events;
-#[cfg(test)]
-pub(crate) mod testkit;
