@@ -13,9 +13,8 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
 use bridge::hydra::{ConsentRequest, LogoutRequest, OAuth2Client};
-use bridge::replay::{sha256_hex, Claim, ReplayStore};
+use bridge::replay::{sha256_hex, ReplayStore};
 use bridge::testkit::*;
-use bridge::token::{browser_binding_hash, ReturnToPayload};
 
 const BINDING: &str = "fixturebindingfixturebindingfixturebinding1";
 const CSRF_COOKIE: &str = "fixturecsrffixturecsrffixturecsrffixturecsr";
@@ -100,13 +99,7 @@ fn path(route: Route) -> &'static str {
 }
 
 fn seal(kit: &Kit, challenge: &str) -> String {
-    let payload = ReturnToPayload {
-        login_challenge: challenge.to_owned(),
-        request_url: Some(REQUEST_URL.to_owned()),
-        client_id: Some("app".to_owned()),
-        browser_binding: browser_binding_hash(BINDING),
-    };
-    kit.codec().seal(&payload, kit.now()).expect("seal").token
+    kit.seal(challenge, REQUEST_URL, BINDING)
 }
 
 fn return_query(token: &str) -> String {
@@ -143,19 +136,7 @@ fn token_in(request: &Request) -> String {
 
 /// Marks the request's token as already used by `session_id`, leading to `redirect_to`.
 fn pre_complete(kit: &Kit, request: &Request, session_id: &str, redirect_to: &str) {
-    let opened = kit
-        .codec()
-        .open(&token_in(request), kit.now())
-        .expect("fixture token opens");
-    let now = kit.now_seconds();
-    let claim = Claim {
-        key: sha256_hex(&opened.jti),
-        session_hash: sha256_hex(session_id),
-        attempt: "earlier".to_owned(),
-        token_expires_at: opened.expires_at,
-        in_progress_until: now + 30,
-        now,
-    };
+    let claim = kit.earlier_claim(&token_in(request), session_id, "earlier");
     let replay = kit.replay.clone();
     let redirect_to = redirect_to.to_owned();
     futures_block_on(async move {

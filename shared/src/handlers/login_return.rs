@@ -258,13 +258,7 @@ mod tests {
     }
 
     fn token(kit: &Kit, challenge: &str) -> String {
-        let payload = ReturnToPayload {
-            login_challenge: challenge.to_owned(),
-            request_url: Some(REQUEST_URL.to_owned()),
-            client_id: Some("app".to_owned()),
-            browser_binding: browser_binding_hash(BINDING),
-        };
-        kit.codec().seal(&payload, kit.now()).expect("seal").token
+        kit.seal(challenge, REQUEST_URL, BINDING)
     }
 
     fn link(token: &str) -> String {
@@ -592,17 +586,8 @@ mod tests {
     async fn lambda_killed_after_claim_frees_the_token_after_in_progress_expiry() {
         let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
-        let opened = kit.codec().open(&t, kit.now()).expect("open");
         // Simulate a previous invocation that claimed and died.
-        let now = epoch_seconds(kit.now());
-        let dead = Claim {
-            key: sha256_hex(&opened.jti),
-            session_hash: sha256_hex("sess-1"),
-            attempt: "dead".to_owned(),
-            token_expires_at: opened.expires_at,
-            in_progress_until: now + 30,
-            now,
-        };
+        let dead = kit.earlier_claim(&t, "sess-1", "dead");
         kit.replay.claim(&dead).await.expect("claim");
         let blocked = handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),

@@ -11,8 +11,8 @@ use crate::attempts::MemoryAttemptCounter;
 use crate::config::Config;
 use crate::handlers::{consent, device, error_page, login, login_return, logout, Clock};
 use crate::keyset::KeySet;
-use crate::replay::MemoryReplayStore;
-use crate::token::TokenCodec;
+use crate::replay::{sha256_hex, Claim, MemoryReplayStore};
+use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 
 /// The test deployment with fresh fakes and a clock that only moves when told to.
 pub struct Kit {
@@ -69,6 +69,32 @@ impl Kit {
     /// The token codec of the test deployment.
     pub fn codec(&self) -> TokenCodec {
         setup::codec(&self.config, self.keys())
+    }
+    /// A token of client `app` for `challenge`, sealed now, bound to the binding cookie value
+    /// `binding`, as login entry would issue it.
+    pub fn seal(&self, challenge: &str, request_url: &str, binding: &str) -> String {
+        let payload = ReturnToPayload {
+            login_challenge: challenge.to_owned(),
+            request_url: Some(request_url.to_owned()),
+            client_id: Some("app".to_owned()),
+            browser_binding: browser_binding_hash(binding),
+        };
+        self.codec().seal(&payload, self.now()).expect("seal").token
+    }
+    /// The claim an earlier invocation (`attempt`) made on `token` for Kratos session
+    /// `session_id`, still in progress for 30 seconds: what a replayed or interrupted sign-in
+    /// finds in the store.
+    pub fn earlier_claim(&self, token: &str, session_id: &str, attempt: &str) -> Claim {
+        let opened = self.codec().open(token, self.now()).expect("token opens");
+        let now = self.now_seconds();
+        Claim {
+            key: sha256_hex(&opened.jti),
+            session_hash: sha256_hex(session_id),
+            attempt: attempt.to_owned(),
+            token_expires_at: opened.expires_at,
+            in_progress_until: now + 30,
+            now,
+        }
     }
     /// What the kit's clock reads.
     pub fn now(&self) -> SystemTime {

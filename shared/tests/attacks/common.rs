@@ -9,7 +9,7 @@ pub use base64::Engine as _;
 pub use bridge::handlers::{consent, error_page, login, login_return, logout};
 pub use bridge::hydra::LogoutRequest;
 pub use bridge::keyset::KeySet;
-pub use bridge::replay::{sha256_hex, Claim, ReplayStore};
+pub use bridge::replay::ReplayStore;
 pub use bridge::testkit::*;
 pub use bridge::token::TokenCodec;
 pub use jsonwebtoken::{Algorithm, EncodingKey, Header};

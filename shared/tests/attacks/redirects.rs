@@ -165,16 +165,7 @@ async fn responses_with_hydra_redirect(target: &str) -> Vec<(&'static str, Respo
     }
     out.push(("return accept", response));
     // A completed claim whose stored destination was tampered with in the table.
-    let opened = kit.codec().open(&token2, kit.now()).expect("open");
-    let now = kit.now_seconds();
-    let claim = Claim {
-        key: sha256_hex(&opened.jti),
-        session_hash: sha256_hex("sess-1"),
-        attempt: "earlier".to_owned(),
-        token_expires_at: opened.expires_at,
-        in_progress_until: now + 30,
-        now,
-    };
+    let claim = kit.earlier_claim(&token2, "sess-1", "earlier");
     kit.replay.claim(&claim).await.expect("claim");
     kit.replay.complete(&claim, target).await.expect("complete");
     out.push((
