@@ -18,10 +18,9 @@ use bridge::hydra::{
     AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, LoginRequest, LogoutRequest,
     OAuth2Client, RedirectTo, RejectRequest,
 };
+use bridge::identity::{AuthenticationMethod, KratosIdentity, KratosSession, VerifiableAddress};
 use bridge::keyset::KeySet;
-use bridge::kratos::{
-    AuthenticationMethod, KratosApi, KratosIdentity, KratosSession, VerifiableAddress,
-};
+use bridge::kratos::KratosApi;
 use bridge::replay::{Claim, ClaimOutcome, MemoryReplayStore, ReplayStore};
 use bridge::token::TokenCodec;
 use bridge::upstream::{Upstream, UpstreamError};

@@ -12,6 +12,7 @@ pub mod dynamo;
 pub mod handlers;
 pub mod hs256;
 pub mod hydra;
+pub mod identity;
 pub mod keyset;
 pub mod keysource;
 pub mod kratos;

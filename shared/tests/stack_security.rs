@@ -35,10 +35,9 @@ use bridge::hydra::{
     AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, HydraClient,
     LoginRequest, LogoutRequest, OAuth2Client, RedirectTo, RejectRequest,
 };
+use bridge::identity::{AuthenticationMethod, KratosIdentity, KratosSession, VerifiableAddress};
 use bridge::keyset::KeySet;
-use bridge::kratos::{
-    AuthenticationMethod, KratosApi, KratosClient, KratosIdentity, KratosSession, VerifiableAddress,
-};
+use bridge::kratos::{KratosApi, KratosClient};
 use bridge::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
 use bridge::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 use bridge::upstream::{build_http_client, Upstream, UpstreamError};

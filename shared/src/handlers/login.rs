@@ -10,14 +10,13 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
-use url::Url;
 
 use super::{
     binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie, Clock,
 };
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
-use crate::kratos::{kratos_cookie_header, KratosApi};
+use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
 use crate::request;
 use crate::response::{see_other, Failure};
@@ -112,23 +111,6 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
     Ok(see_other(&next, &[cookie]))
 }
 
-/// Kratos' browser login flow, returning to `return_to`; `refresh=true` makes Kratos ask for
-/// credentials again even when a session exists (`prompt=login`).
-pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url {
-    let mut url = config.kratos_browser_url.clone();
-    let prefix = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&format!("{prefix}/self-service/login/browser"));
-    {
-        let mut query = url.query_pairs_mut();
-        query.clear();
-        if refresh {
-            query.append_pair("refresh", "true");
-        }
-        query.append_pair("return_to", return_to.as_str());
-    }
-    url
-}
-
 /// Whether the browser has a Kratos session single sign-on may use: the client did not ask for
 /// a fresh login and the authentication is recent enough for its `max_age`. A Kratos failure
 /// here is not fatal: the browser simply goes through the login flow. The return function checks
@@ -197,6 +179,7 @@ mod tests {
     use super::*;
     use crate::handlers::testkit::*;
     use crate::response::tests::assert_secure_html;
+    use url::Url;
 
     fn deps(kit: &Kit) -> LoginDeps {
         LoginDeps {

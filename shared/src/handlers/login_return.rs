@@ -19,7 +19,7 @@ use super::{
 };
 use crate::config::Config;
 use crate::hydra::HydraAdmin;
-use crate::kratos::{kratos_cookie_header, KratosApi};
+use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
 use crate::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
 use crate::request;
@@ -92,7 +92,7 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         let mut return_to = deps.config.return_url();
         return_to.query_pairs_mut().append_pair("t", raw_token);
         return Ok(see_other(
-            &super::login::kratos_login_url(&deps.config, &return_to, false),
+            &kratos_login_url(&deps.config, &return_to, false),
             &[],
         ));
     };

@@ -18,7 +18,7 @@ use url::Url;
 use crate::claims::{authentication_references, LoginContext};
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, RedirectTo};
-use crate::kratos::KratosSession;
+use crate::identity::KratosSession;
 use crate::response::Failure;
 use crate::upstream::UpstreamError;
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::config::{Config, Needs};
 use crate::hydra::*;
+use crate::identity::*;
 use crate::keyset::KeySet;
 use crate::kratos::*;
 use crate::replay::MemoryReplayStore;
