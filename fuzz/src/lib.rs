@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bridge::config::{Config, Needs};
-use bridge::handlers::Clock;
+use bridge::clock::Clock;
 use bridge::hydra::{
     AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, LoginRequest, LogoutRequest,
     OAuth2Client, RedirectTo, RejectRequest,

@@ -28,7 +28,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::clock::epoch_seconds;
 use crate::keyset::{Key, KeySet};
+use crate::random;
 
 /// Tokens longer than this are refused before any parsing, so an attacker cannot make the
 /// function base64-decode, parse or inflate megabytes. Browsers and proxies handle URLs of this
@@ -71,7 +73,6 @@ const OTHER_JWS_ALGS: [&str; 12] = [
 const JTI_BYTES: usize = 16;
 const NONCE_BYTES: usize = 24;
 const TAG_BYTES: usize = 16;
-const BINDING_COOKIE_BYTES: usize = 32;
 
 /// Domain separation for the AEAD associated data, so a ciphertext made for another purpose or
 /// format version under the same subkey can never be accepted here.
@@ -341,13 +342,13 @@ impl TokenCodec {
         payload: &ReturnToPayload,
         now: SystemTime,
     ) -> Result<SealedToken, TokenError> {
-        let issued_at = epoch_seconds(now)?;
+        let issued_at = epoch_seconds(now).ok_or(TokenError::ClockOutOfRange)?;
         let expires_at = issued_at
             .checked_add(self.ttl.as_secs())
             .ok_or(TokenError::ClockOutOfRange)?;
 
         let mut randomness = [0u8; JTI_BYTES + NONCE_BYTES];
-        getrandom::fill(&mut randomness).map_err(|_| TokenError::Randomness)?;
+        random::fill(&mut randomness).map_err(|_| TokenError::Randomness)?;
         let (jti_bytes, nonce_bytes) = randomness.split_at(JTI_BYTES);
         let jti = URL_SAFE_NO_PAD.encode(jti_bytes);
 
@@ -419,7 +420,7 @@ impl TokenCodec {
         if token.len() > MAX_TOKEN_CHARS {
             return Err(TokenError::TooLong);
         }
-        let now = epoch_seconds(now)?;
+        let now = epoch_seconds(now).ok_or(TokenError::ClockOutOfRange)?;
 
         let header_json = URL_SAFE_NO_PAD
             .decode(compact_header(token)?)
@@ -481,20 +482,6 @@ pub fn browser_binding_hash(cookie_value: &str) -> [u8; 32] {
 /// response timing does not leak how much of a guessed cookie was right.
 pub fn browser_binding_matches(expected: &[u8; 32], cookie_value: &str) -> bool {
     bool::from(browser_binding_hash(cookie_value).ct_eq(expected))
-}
-
-/// A fresh binding cookie value: 256 random bits, base64url, unguessable by an attacker who
-/// wants to replay a token in their own browser.
-pub fn new_binding_cookie_value() -> Result<String, TokenError> {
-    let mut value = [0u8; BINDING_COOKIE_BYTES];
-    getrandom::fill(&mut value).map_err(|_| TokenError::Randomness)?;
-    Ok(URL_SAFE_NO_PAD.encode(value))
-}
-
-fn epoch_seconds(time: SystemTime) -> Result<u64, TokenError> {
-    time.duration_since(UNIX_EPOCH)
-        .map(|since_epoch| since_epoch.as_secs())
-        .map_err(|_| TokenError::ClockOutOfRange)
 }
 
 fn associated_data(kid: &str, jti: &str) -> Vec<u8> {
@@ -715,6 +702,7 @@ mod tests {
     use crate::keyset::tests::test_key_set;
     use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
     use serde_json::json;
+    use std::time::UNIX_EPOCH;
 
     const ISSUER: &str = "https://auth.example.com";
     const AUDIENCE: &str = "https://auth.example.com/login/return";
@@ -1240,9 +1228,9 @@ mod tests {
 
     #[test]
     fn browser_binding_helpers() {
-        let cookie = new_binding_cookie_value().unwrap();
+        let cookie = crate::random::random_token().unwrap();
         assert_eq!(cookie.len(), 43);
-        assert_ne!(cookie, new_binding_cookie_value().unwrap());
+        assert_ne!(cookie, crate::random::random_token().unwrap());
         let hash = browser_binding_hash(&cookie);
         assert_eq!(hash, <[u8; 32]>::from(Sha256::digest(cookie.as_bytes())));
         assert!(browser_binding_matches(&hash, &cookie));

@@ -28,9 +28,11 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bridge::clock::system_clock;
 use bridge::config::{Config, Needs};
+use bridge::digest::sha256_hex;
 use bridge::dynamo::DynamoReplayStore;
-use bridge::handlers::{consent, login, login_return, logout, system_clock};
+use bridge::handlers::{consent, login, login_return, logout};
 use bridge::hydra::{
     AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, HydraClient,
     LoginRequest, LogoutRequest, OAuth2Client, RedirectTo, RejectRequest,
@@ -38,7 +40,7 @@ use bridge::hydra::{
 use bridge::identity::{AuthenticationMethod, KratosIdentity, KratosSession, VerifiableAddress};
 use bridge::keyset::KeySet;
 use bridge::kratos::{KratosApi, KratosClient};
-use bridge::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
+use bridge::replay::{Claim, ClaimOutcome, ReplayStore};
 use bridge::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 use bridge::upstream::{build_http_client, Upstream, UpstreamError};
 use lambda_http::{Body, Request, Response};

@@ -23,9 +23,10 @@ use url::Url;
 
 use super::testkit::*;
 use super::{consent, error_page, login, login_return, logout};
+use crate::digest::sha256_hex;
 use crate::hydra::{ConsentRequest, LogoutRequest, OAuth2Client};
 use crate::keyset::KeySet;
-use crate::replay::{sha256_hex, Claim, ReplayStore};
+use crate::replay::{Claim, ReplayStore};
 use crate::token::TokenCodec;
 
 // ------------------------------------------------------------------------------------------
@@ -1481,7 +1482,7 @@ async fn responses_with_hydra_redirect(target: &str) -> Vec<(&'static str, Respo
     out.push(("return accept", response));
     // A completed claim whose stored destination was tampered with in the table.
     let opened = kit.codec().open(&token2, kit.now()).expect("open");
-    let now = super::epoch_seconds(kit.now());
+    let now = crate::clock::epoch_seconds(kit.now()).unwrap_or(0);
     let claim = Claim {
         key: sha256_hex(&opened.jti),
         session_hash: sha256_hex("sess-1"),

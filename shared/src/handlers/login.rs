@@ -11,16 +11,16 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 
-use super::{
-    binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie, Clock,
-};
+use super::{binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
 use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
+use crate::random::random_token;
 use crate::request;
 use crate::response::{see_other, Failure};
-use crate::token::{browser_binding_hash, new_binding_cookie_value, ReturnToPayload, TokenCodec};
+use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 use crate::upstream::UpstreamError;
 
 /// What login entry needs, built once at cold start.
@@ -69,7 +69,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
     let binding =
         match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
             Some(value) => value,
-            None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+            None => random_token().map_err(|_| Failure::Internal)?,
         };
     let payload = ReturnToPayload {
         login_challenge: challenge.clone(),

@@ -13,15 +13,15 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 use url::Url;
 
-use super::{
-    accept_from_session, binding_cookie_name, epoch_seconds, hydra_redirect, on_hydra_origin,
-    respond, Clock,
-};
+use super::{accept_from_session, binding_cookie_name, hydra_redirect, on_hydra_origin, respond};
+use crate::clock::{epoch_seconds, Clock};
 use crate::config::Config;
+use crate::digest::sha256_hex;
 use crate::hydra::HydraAdmin;
 use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
-use crate::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
+use crate::random::random_token;
+use crate::replay::{Claim, ClaimOutcome, ReplayStore};
 use crate::request;
 use crate::response::{see_other, Failure};
 use crate::token::{browser_binding_matches, OpenedToken, TokenCodec, TokenError, MAX_TOKEN_CHARS};
@@ -97,13 +97,15 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         ));
     };
 
+    // The token opened, so the clock is after 1970.
+    let now_seconds = epoch_seconds(now).unwrap_or(0);
     let claim = Claim {
         key: sha256_hex(&token.jti),
         session_hash: sha256_hex(&session.id),
-        attempt: crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        attempt: random_token().map_err(|_| Failure::Internal)?,
         token_expires_at: token.expires_at,
-        in_progress_until: epoch_seconds(now) + deps.config.in_progress_ttl.as_secs(),
-        now: epoch_seconds(now),
+        in_progress_until: now_seconds + deps.config.in_progress_ttl.as_secs(),
+        now: now_seconds,
     };
     let outcome = deps.replay.claim(&claim).await.map_err(|e| {
         tracing::warn!(flow = %flow, event = "replay_store_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot claim the token");
@@ -615,7 +617,7 @@ mod tests {
         let t = token(&kit, "c1");
         let opened = kit.codec().open(&t, kit.now()).expect("open");
         // Simulate a previous invocation that claimed and died.
-        let now = epoch_seconds(kit.now());
+        let now = epoch_seconds(kit.now()).unwrap_or(0);
         let dead = Claim {
             key: sha256_hex(&opened.jti),
             session_hash: sha256_hex("sess-1"),

@@ -9,9 +9,6 @@ pub mod login;
 pub mod login_return;
 pub mod logout;
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use lambda_http::{Body, Request, Response};
 use url::Url;
 
@@ -21,21 +18,6 @@ use crate::hydra::{AcceptLogin, RedirectTo};
 use crate::identity::KratosSession;
 use crate::response::Failure;
 use crate::upstream::UpstreamError;
-
-/// The clock handlers read, injectable so tests can expire tokens and sessions.
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// The real clock.
-pub fn system_clock() -> Clock {
-    Arc::new(SystemTime::now)
-}
-
-/// Epoch seconds of a clock reading (0 for a clock before 1970, which no real clock is).
-pub(crate) fn epoch_seconds(now: SystemTime) -> u64 {
-    now.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Turns a handler's outcome into the response, in the one place where failures are rendered.
 pub(crate) fn respond(
@@ -160,7 +142,7 @@ pub(crate) fn form_guard(
     let name = csrf_cookie_name(config);
     let cookie = match reusable_cookie_value(crate::request::cookie(request, name)) {
         Some(value) => value,
-        None => crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        None => crate::random::random_token().map_err(|_| Failure::Internal)?,
     };
     Ok(FormGuard {
         set_cookie: set_cookie(config, name, &cookie, 3600),
@@ -215,7 +197,7 @@ pub(crate) fn checked_form(
 fn csrf_binding(purpose: &str, challenge: &str, cookie: &str) -> String {
     format!(
         "{purpose}:{}:{cookie}",
-        crate::replay::sha256_hex(challenge)
+        crate::digest::sha256_hex(challenge)
     )
 }
 

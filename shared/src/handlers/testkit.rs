@@ -367,7 +367,7 @@ impl Kit {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *now += by;
     }
-    pub fn clock(&self) -> super::Clock {
+    pub fn clock(&self) -> crate::clock::Clock {
         let now = self.now.clone();
         Arc::new(move || {
             *now.lock()
