@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 
-use super::{binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie};
+use super::{
+    binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie, FailurePolicy,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
@@ -21,7 +23,6 @@ use crate::random::random_token;
 use crate::request;
 use crate::response::{see_other, Failure};
 use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
-use crate::upstream::UpstreamError;
 
 /// What login entry needs, built once at cold start.
 pub struct LoginDeps {
@@ -53,7 +54,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         .hydra
         .login_request(&challenge)
         .await
-        .map_err(|e| login_request_failure(&flow, e, request))?;
+        .map_err(|e| login_request_failure(request).failure(Some(&flow), e))?;
 
     if login.skip {
         tracing::info!(flow = %flow, event = "login_skipped", client_id = %login.client.client_id, "Hydra remembers the user");
@@ -158,20 +159,24 @@ async fn accept_and_redirect(
         .hydra
         .accept_login(challenge, body)
         .await
-        .map_err(|e| login_request_failure(flow, e, request))?;
+        .map_err(|e| login_request_failure(request).failure(Some(flow), e))?;
     let next = hydra_redirect(&deps.config, &answer)?;
     tracing::info!(flow = %flow, event = "login_accepted", method = "remembered", "login accepted at entry");
     Ok(see_other(&next, &[]))
 }
 
-fn login_request_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_login_request_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the login challenge");
-    let unknown = Failure::BadRequest {
-        title: "Unknown sign-in request",
-        message: "This sign-in request is not known. Please start again from the application.",
-        restart: None,
-    };
-    super::challenge_failure(error, unknown, Some(request::same_link(request)))
+/// What a Hydra failure on the login challenge becomes; the same link can be retried.
+fn login_request_failure(request: &Request) -> FailurePolicy {
+    FailurePolicy::challenge(
+        "hydra_login_request_failed",
+        "cannot use the login challenge",
+        Failure::BadRequest {
+            title: "Unknown sign-in request",
+            message: "This sign-in request is not known. Please start again from the application.",
+            restart: None,
+        },
+        Some(request::same_link(request)),
+    )
 }
 
 #[cfg(test)]
