@@ -311,43 +311,48 @@ mod tests {
     use super::*;
     use crate::logging::tests::{in_invocation, settings, Capture};
     use crate::upstream::Upstream;
+    use serde_json::Value;
+
+    /// Runs `body` in an invocation under the functions' subscriber: the log lines it wrote, and
+    /// the metric (EMF) lines.
+    fn logged(body: impl FnOnce()) -> (Vec<Value>, Vec<Value>) {
+        let capture = Capture::default();
+        let subscriber =
+            crate::logging::subscriber(&settings(&[("RUST_LOG", "info")]), capture.clone());
+        tracing::subscriber::with_default(subscriber, || in_invocation("req-1", None, body));
+        capture
+            .json_lines()
+            .into_iter()
+            .partition(|line| line.get("_aws").is_none())
+    }
 
     /// The upstream failure's line (and its metric) is written when the page is rendered, once,
     /// with the fields every copy of the mapping used to write.
     #[test]
     fn an_upstream_failure_is_logged_once_when_rendered() {
-        let capture = Capture::default();
-        let subscriber =
-            crate::logging::subscriber(&settings(&[("RUST_LOG", "info")]), capture.clone());
-        let unknown = Failure::BadRequest {
-            title: "t",
-            message: "m",
-            restart: None,
-        };
-        tracing::subscriber::with_default(subscriber, || {
-            in_invocation("req-1", None, || {
-                let error =
-                    UpstreamError::from_status(Upstream::Hydra, http::StatusCode::BAD_GATEWAY);
-                let failure = FailurePolicy::challenge(
-                    "logout_failed",
-                    "logout not completed",
-                    unknown,
-                    Some("/logout?logout_challenge=c".to_owned()),
-                )
-                .failure(Some("0123456789abcdef"), error);
-                assert!(
-                    capture.lines().is_empty(),
-                    "nothing logged before rendering"
-                );
-                let response = failure.into_response(false);
-                assert_eq!(response.status(), 503);
-            });
+        let policy = FailurePolicy::challenge(
+            "logout_failed",
+            "logout not completed",
+            Failure::NotFound,
+            Some("/logout?logout_challenge=c".to_owned()),
+        );
+        let error = UpstreamError::from_status(Upstream::Hydra, http::StatusCode::BAD_GATEWAY);
+        let mut failure = None;
+        let (logs, metrics) =
+            logged(|| failure = Some(policy.failure(Some("0123456789abcdef"), error)));
+        assert!(
+            logs.is_empty() && metrics.is_empty(),
+            "nothing before rendering"
+        );
+
+        let (logs, metrics) = logged(|| {
+            let response = failure.take().map(|f| f.into_response(false));
+            assert_eq!(
+                response.map(|r| r.status()),
+                Some(http::StatusCode::SERVICE_UNAVAILABLE)
+            );
         });
-        let lines = capture.json_lines();
-        let (metrics, logs): (Vec<_>, Vec<_>) =
-            lines.into_iter().partition(|l| l.get("_aws").is_some());
-        assert_eq!(logs.len(), 1, "{logs:?}");
-        assert_eq!(metrics.len(), 1, "{metrics:?}");
+        assert_eq!((logs.len(), metrics.len()), (1, 1), "{logs:?} {metrics:?}");
         let line = &logs[0];
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["flow"], "0123456789abcdef");
@@ -360,22 +365,14 @@ mod tests {
 
     #[test]
     fn a_failure_without_a_flow_has_no_flow_field() {
-        let capture = Capture::default();
-        let subscriber =
-            crate::logging::subscriber(&settings(&[("RUST_LOG", "info")]), capture.clone());
-        tracing::subscriber::with_default(subscriber, || {
-            let error = UpstreamError::from_status(Upstream::Kratos, http::StatusCode::NOT_FOUND);
-            let shown = Failure::Unavailable { retry: None };
-            let failure = FailurePolicy::always("kratos_error_lookup_failed", "m", shown.clone())
-                .failure(None, error);
-            assert_eq!(failure.status(), shown.status());
+        let shown = Failure::Unavailable { retry: None };
+        let error = UpstreamError::from_status(Upstream::Kratos, http::StatusCode::NOT_FOUND);
+        let failure = FailurePolicy::always("kratos_error_lookup_failed", "m", shown.clone())
+            .failure(None, error);
+        assert_eq!(failure.status(), shown.status());
+        let (logs, _) = logged(|| {
             failure.into_response(true);
         });
-        let logs: Vec<_> = capture
-            .json_lines()
-            .into_iter()
-            .filter(|l| l.get("_aws").is_none())
-            .collect();
         assert_eq!(logs.len(), 1, "{logs:?}");
         assert!(logs[0].get("flow").is_none(), "{logs:?}");
         assert_eq!(logs[0]["failure"], "unknown_request");
