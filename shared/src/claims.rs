@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::kratos::{KratosIdentity, KratosSession};
+use crate::identity::{KratosIdentity, KratosSession};
 
 /// Where one claim's value comes from, as written in the mapping JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -286,7 +286,7 @@ pub fn authentication_references(session: &KratosSession) -> (Vec<String>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kratos::VerifiableAddress;
+    use crate::identity::VerifiableAddress;
 
     fn identity(traits: Value, verified: &[(&str, &str)]) -> KratosIdentity {
         KratosIdentity {

@@ -12,8 +12,9 @@ use std::time::Duration;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
+use bridge::digest::sha256_hex;
 use bridge::hydra::{ConsentRequest, LogoutRequest, OAuth2Client};
-use bridge::replay::{sha256_hex, ReplayStore};
+use bridge::replay::ReplayStore;
 use bridge::testkit::*;
 
 const BINDING: &str = "fixturebindingfixturebindingfixturebinding1";

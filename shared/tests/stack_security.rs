@@ -28,13 +28,15 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bridge::clock::system_clock;
 use bridge::config::{Config, Needs};
+use bridge::digest::sha256_hex;
 use bridge::dynamo::DynamoReplayStore;
-use bridge::handlers::{consent, login, login_return, logout, system_clock};
+use bridge::handlers::{consent, login, login_return, logout};
 use bridge::hydra::{HydraAdmin, HydraClient};
 use bridge::keyset::KeySet;
 use bridge::kratos::{KratosApi, KratosClient};
-use bridge::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
+use bridge::replay::{Claim, ClaimOutcome, ReplayStore};
 use bridge::testkit::{
     body, codec, encode, get, key_set, location, post_form, report, return_link, FakeHydra,
     FakeKratos,

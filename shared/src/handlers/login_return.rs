@@ -14,14 +14,17 @@ use lambda_http::{Body, Request, Response};
 use url::Url;
 
 use super::{
-    accept_from_session, binding_cookie_name, epoch_seconds, hydra_redirect, on_hydra_origin,
-    respond, Clock,
+    accept_from_session, binding_cookie_name, hydra_redirect, on_hydra_origin, respond,
+    FailurePolicy,
 };
+use crate::clock::{epoch_seconds, Clock};
 use crate::config::Config;
+use crate::digest::sha256_hex;
 use crate::hydra::HydraAdmin;
-use crate::kratos::{kratos_cookie_header, KratosApi};
+use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
-use crate::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
+use crate::random::random_token;
+use crate::replay::{Claim, ClaimOutcome, ReplayStore};
 use crate::request;
 use crate::response::{see_other, Failure};
 use crate::token::{browser_binding_matches, OpenedToken, TokenCodec, TokenError, MAX_TOKEN_CHARS};
@@ -82,8 +85,12 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         &deps.config.kratos_session_cookie,
     );
     let session = deps.kratos.whoami(&cookies).await.map_err(|e| {
-        tracing::warn!(flow = %flow, event = "kratos_whoami_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot check the Kratos session");
-        unavailable(request, e)
+        FailurePolicy::dependency(
+            "kratos_whoami_failed",
+            "cannot check the Kratos session",
+            Some(request::same_link(request)),
+        )
+        .failure(Some(&flow), e)
     })?;
     let Some(session) = session else {
         // Kratos has no session for this browser (the login was abandoned, or the cookie did not
@@ -92,22 +99,28 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         let mut return_to = deps.config.return_url();
         return_to.query_pairs_mut().append_pair("t", raw_token);
         return Ok(see_other(
-            &super::login::kratos_login_url(&deps.config, &return_to, false),
+            &kratos_login_url(&deps.config, &return_to, false),
             &[],
         ));
     };
 
+    // The token opened, so the clock is after 1970.
+    let now_seconds = epoch_seconds(now).unwrap_or(0);
     let claim = Claim {
         key: sha256_hex(&token.jti),
         session_hash: sha256_hex(&session.id),
-        attempt: crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        attempt: random_token().map_err(|_| Failure::Internal)?,
         token_expires_at: token.expires_at,
-        in_progress_until: epoch_seconds(now) + deps.config.in_progress_ttl.as_secs(),
-        now: epoch_seconds(now),
+        in_progress_until: now_seconds + deps.config.in_progress_ttl.as_secs(),
+        now: now_seconds,
     };
     let outcome = deps.replay.claim(&claim).await.map_err(|e| {
-        tracing::warn!(flow = %flow, event = "replay_store_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot claim the token");
-        unavailable(request, e)
+        FailurePolicy::dependency(
+            "replay_store_failed",
+            "cannot claim the token",
+            Some(request::same_link(request)),
+        )
+        .failure(Some(&flow), e)
     })?;
     match outcome {
         ClaimOutcome::Claimed => {}
@@ -141,18 +154,20 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         Ok(answer) => answer,
         Err(error) => {
             release(deps, &claim, &flow).await;
-            tracing::warn!(flow = %flow, event = "hydra_accept_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "login not accepted");
-            return match (error, restart) {
+            let challenge_dead = matches!(
+                error,
+                UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }
+            );
+            let failure = accept_failure(request).classify(Some(&flow), &error);
+            return match restart {
                 // The challenge is dead (expired, already used, unknown): Hydra's original
                 // authorization URL starts a fresh one, and the Kratos session makes it quick.
-                (UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }, Some(url)) => {
+                Some(url) if challenge_dead => {
+                    failure.log();
                     tracing::info!(flow = %flow, event = "login_restarted", "restarting through Hydra's request_url");
                     Ok(see_other(&url, &[]))
                 }
-                (UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }, None) => {
-                    Err(Failure::Expired { restart: None })
-                }
-                (error, _) => Err(unavailable(request, error)),
+                _ => Err(failure.into()),
             };
         }
     };
@@ -207,14 +222,15 @@ async fn release(deps: &ReturnDeps, claim: &Claim, flow: &str) {
     }
 }
 
-fn unavailable(request: &Request, error: UpstreamError) -> Failure {
-    if error.is_transient() {
-        Failure::Unavailable {
-            retry: Some(request::same_link(request)),
-        }
-    } else {
-        Failure::BadGateway
-    }
+/// What a failed login accept becomes when the flow cannot restart: a dead challenge (expired,
+/// used or unknown) is 410, a passing failure 503 offering the same link, any other refusal 502.
+fn accept_failure(request: &Request) -> FailurePolicy {
+    FailurePolicy::challenge(
+        "hydra_accept_failed",
+        "login not accepted",
+        Failure::Expired { restart: None },
+        Some(request::same_link(request)),
+    )
 }
 
 /// The sign-in took longer than the token lives (and so, since the token never outlives it,

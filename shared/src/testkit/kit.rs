@@ -8,10 +8,12 @@ use super::hydra::FakeHydra;
 use super::kratos::{session, FakeKratos};
 use super::setup::{self, SESSION_COOKIE};
 use crate::attempts::MemoryAttemptCounter;
+use crate::clock::Clock;
 use crate::config::Config;
-use crate::handlers::{consent, device, error_page, login, login_return, logout, Clock};
+use crate::digest::sha256_hex;
+use crate::handlers::{consent, device, error_page, login, login_return, logout};
 use crate::keyset::KeySet;
-use crate::replay::{sha256_hex, Claim, MemoryReplayStore};
+use crate::replay::{Claim, MemoryReplayStore};
 use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 
 /// The test deployment with fresh fakes and a clock that only moves when told to.

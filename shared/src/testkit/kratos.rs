@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::hydra::{upstream_error, UpstreamKind};
-use crate::kratos::*;
+use crate::identity::*;
+use crate::kratos::KratosApi;
 use crate::upstream::{Upstream, UpstreamError};
 
 #[derive(Default)]

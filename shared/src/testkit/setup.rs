@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::clock::Clock;
 use crate::config::{Config, Needs};
-use crate::handlers::Clock;
 use crate::keyset::KeySet;
 use crate::token::TokenCodec;
 
@@ -87,7 +87,5 @@ pub fn fixed_clock() -> Clock {
 
 /// Epoch seconds of a test clock reading (test clocks never read before 1970).
 pub fn seconds(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .expect("test clocks read after 1970")
-        .as_secs()
+    crate::clock::epoch_seconds(at).expect("test clocks read after 1970")
 }
