@@ -6,7 +6,6 @@
 #![no_main]
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use bridge::handlers::consent::{handle, ConsentDeps};
@@ -35,7 +34,7 @@ fn genuine_token() -> &'static str {
     static TOKEN: OnceLock<String> = OnceLock::new();
     TOKEN.get_or_init(|| {
         let (deps, hydra) = deps();
-        hydra.set_consent(consent_request(&["openid", "email", "profile"]));
+        hydra.add_consent("c1", consent_request(&["openid", "email", "profile"]));
         let cookie = format!("__Host-bridge_csrf={CSRF_COOKIE}");
         let request = get("/consent", b"consent_challenge=c1", cookie.as_bytes()).expect("request");
         let response = block_on(handle(request, deps));
@@ -77,10 +76,10 @@ fn run(data: &[u8]) {
     };
     let (deps, hydra) = deps();
     hydra.reset();
-    hydra.set_consent(consent_request(&requested));
+    hydra.add_consent("c1", consent_request(&requested));
     let response = block_on(handle(request, deps));
     check(&response);
-    if hydra.accepts.load(Ordering::SeqCst) > 0 {
+    if hydra.decisions() > 0 {
         let form = String::from_utf8_lossy(p[0]);
         let token_present = url::form_urlencoded::parse(form.as_bytes())
             .any(|(k, v)| k == "csrf_token" && v == genuine_token());
@@ -91,12 +90,7 @@ fn run(data: &[u8]) {
         );
     }
     let wanted: BTreeSet<&str> = requested.iter().copied().collect();
-    for accepted in hydra
-        .accepted_consents
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-    {
+    for accepted in hydra.accepted_consents() {
         for scope in &accepted.grant_scope {
             assert!(
                 wanted.contains(scope.as_str()),

@@ -6,7 +6,6 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use bridge::handlers::login::{handle as login, LoginDeps};
@@ -31,7 +30,7 @@ fn genuine() -> &'static HashMap<String, String> {
                 tokens: codec(&config),
                 config,
                 hydra: Arc::new(hydra),
-                kratos: Arc::new(FakeKratos),
+                kratos: Arc::new(kratos()),
                 clock: clock(),
             };
             let request = get("/login", b"login_challenge=7b2e0c3f9a2d4e6f", b"").expect("request");
@@ -73,7 +72,7 @@ fn deps() -> &'static (ReturnDeps, FakeHydra, Arc<ResettableStore>) {
             tokens: codec(&config),
             config,
             hydra: Arc::new(hydra.clone()),
-            kratos: Arc::new(FakeKratos),
+            kratos: Arc::new(kratos()),
             replay: replay.clone(),
             clock: clock(),
         };
@@ -98,7 +97,7 @@ fn run(data: &[u8]) {
     replay.reset();
     let response = block_on(handle(request, deps));
     check(&response);
-    if hydra.accepts.load(Ordering::SeqCst) > 0 {
+    if hydra.decisions() > 0 {
         let params = Params::parse(&raw_query);
         let token = params.single("t", 8192).ok().flatten().unwrap_or("");
         let binding = genuine()

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use crate::replay::sha256_hex;
+use crate::digest::sha256_hex;
 use crate::upstream::UpstreamError;
 
 /// The attempt counter port; the DynamoDB adapter is [`crate::dynamo::DynamoReplayStore`].

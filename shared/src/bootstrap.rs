@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use crate::clock::system_clock;
 use crate::config::{Config, ConfigError, Needs};
 use crate::handlers::consent::ConsentDeps;
 use crate::handlers::device::DeviceDeps;
 use crate::handlers::error_page::ErrorDeps;
 use crate::handlers::login::LoginDeps;
 use crate::handlers::logout::LogoutDeps;
-use crate::handlers::system_clock;
 use crate::hydra::HydraClient;
 use crate::keyset::KeySet;
 use crate::keysource::{KeySource, KeySourceError};

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::kratos::{KratosIdentity, KratosSession};
+use crate::identity::{KratosIdentity, KratosSession};
 
 /// Where one claim's value comes from, as written in the mapping JSON.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -286,7 +286,7 @@ pub fn authentication_references(session: &KratosSession) -> (Vec<String>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kratos::{AuthenticationMethod, VerifiableAddress};
+    use crate::identity::VerifiableAddress;
 
     fn identity(traits: Value, verified: &[(&str, &str)]) -> KratosIdentity {
         KratosIdentity {
@@ -362,17 +362,9 @@ mod tests {
     fn session(methods: &[&str], identity: KratosIdentity) -> KratosSession {
         KratosSession {
             id: "s-1".to_owned(),
-            active: Some(true),
             authenticated_at: None,
-            authenticator_assurance_level: Some("aal1".to_owned()),
-            authentication_methods: methods
-                .iter()
-                .map(|m| AuthenticationMethod {
-                    method: (*m).to_owned(),
-                    provider: None,
-                })
-                .collect(),
             identity,
+            ..crate::testkit::session("", "", methods)
         }
     }
 

@@ -608,37 +608,8 @@ fn parse_admin_header(line: &str) -> Result<AdminHeader, ConfigError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::testkit::base_env;
     use std::collections::HashMap;
-
-    pub(crate) fn base_env() -> HashMap<&'static str, String> {
-        HashMap::from([
-            (
-                "BRIDGE_PUBLIC_BASE_URL",
-                "https://auth.example.com".to_owned(),
-            ),
-            (
-                "BRIDGE_HYDRA_ADMIN_URL",
-                "http://hydra.internal:4445".to_owned(),
-            ),
-            (
-                "BRIDGE_HYDRA_PUBLIC_URL",
-                "https://oauth.example.com".to_owned(),
-            ),
-            (
-                "BRIDGE_KRATOS_PUBLIC_URL",
-                "http://kratos.internal:4433".to_owned(),
-            ),
-            (
-                "BRIDGE_KRATOS_ADMIN_URL",
-                "http://kratos.internal:4434".to_owned(),
-            ),
-            (
-                "BRIDGE_KRATOS_BROWSER_URL",
-                "https://id.example.com".to_owned(),
-            ),
-            ("BRIDGE_REPLAY_TABLE", "bridge-replay".to_owned()),
-        ])
-    }
 
     fn load(env: &HashMap<&'static str, String>, needs: Needs) -> Result<Config, ConfigError> {
         Config::from_lookup(|k| env.get(k).cloned(), needs)

@@ -363,7 +363,7 @@ impl AttemptCounter for DynamoReplayStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::tests::base_env;
+    use crate::testkit::base_env;
     use crate::upstream::MAX_BODY_BYTES;
     use serde_json::{json, Value};
     use wiremock::matchers::{header, method};

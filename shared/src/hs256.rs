@@ -34,13 +34,14 @@ pub static HS256_ONLY: CryptoProvider = CryptoProvider {
 /// Makes [`HS256_ONLY`] jsonwebtoken's provider for this process; called by
 /// [`crate::token::TokenCodec::new`], before anything encodes or decodes. A second call is a
 /// no-op. A provider installed earlier stays: only a build with one of jsonwebtoken's crypto
-/// features can have another one (this crate's test build, see [`tests::ATTACKER_TOOLKIT`]),
+/// features can have another one (this crate's test build, see
+/// [`crate::testkit::ATTACKER_TOOLKIT`]),
 /// and the codec pins HS256 before any provider is asked.
 pub fn install() {
     #[cfg(not(test))]
     let provider = &HS256_ONLY;
     #[cfg(test)]
-    let provider = &tests::ATTACKER_TOOLKIT;
+    let provider = &crate::testkit::ATTACKER_TOOLKIT;
     // Err means a provider is already installed, which is fine (see above).
     let _ = provider.install_default();
 }
@@ -130,39 +131,8 @@ fn no_digest(_: &[u8], _: ThumbprintHash) -> Result<Vec<u8>, Error> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER as RUST_CRYPTO;
-
-    /// The provider of this crate's tests: HS256 through [`HS256_ONLY`]'s code, so the codec is
-    /// tested on what the functions run, and every other algorithm through jsonwebtoken's
-    /// RustCrypto provider (a dev-dependency feature), so the attack suite can forge RS256,
-    /// ES256 or EdDSA tokens with real keys in the same process.
-    pub(crate) static ATTACKER_TOOLKIT: CryptoProvider = CryptoProvider {
-        signer_factory: |algorithm, key| match algorithm {
-            Algorithm::HS256 => signer_factory(algorithm, key),
-            _ => (RUST_CRYPTO.signer_factory)(algorithm, key),
-        },
-        verifier_factory: |algorithm, key| match algorithm {
-            Algorithm::HS256 => verifier_factory(algorithm, key),
-            _ => (RUST_CRYPTO.verifier_factory)(algorithm, key),
-        },
-        key_utils: KeyUtils {
-            rsa_pub_components_from_private_key: |der| {
-                (RUST_CRYPTO.key_utils.rsa_pub_components_from_private_key)(der)
-            },
-            rsa_pub_components_from_public_key: |der| {
-                (RUST_CRYPTO.key_utils.rsa_pub_components_from_public_key)(der)
-            },
-            ec_pub_components_from_private_key: |der, algorithm| {
-                (RUST_CRYPTO.key_utils.ec_pub_components_from_private_key)(der, algorithm)
-            },
-            ed_pub_components_from_private_key: |der, curve| {
-                (RUST_CRYPTO.key_utils.ed_pub_components_from_private_key)(der, curve)
-            },
-            compute_digest: |data, hash| (RUST_CRYPTO.key_utils.compute_digest)(data, hash),
-        },
-    };
 
     #[test]
     fn signs_and_verifies_hs256_only() {

@@ -289,8 +289,9 @@ pub struct Key {
     /// The JWS subkey as jsonwebtoken's signing and verification keys, made once per cold start.
     jws_encoding: EncodingKey,
     jws_decoding: DecodingKey,
-    /// The JWS subkey itself, only so tests can forge tokens under other HMAC algorithms.
-    #[cfg(test)]
+    /// The JWS subkey itself, only so tests can forge tokens under other HMAC algorithms (kept
+    /// for the crate's tests and the `testkit` feature, never in the functions).
+    #[cfg(any(test, feature = "testkit"))]
     jws_secret: [u8; 32],
     aead: XChaCha20Poly1305,
     csrf: CsrfKey,
@@ -309,7 +310,7 @@ impl Key {
             kid: kid.to_owned(),
             jws_encoding: EncodingKey::from_secret(&jwt_key),
             jws_decoding: DecodingKey::from_secret(&jwt_key),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "testkit"))]
             jws_secret: jwt_key,
             aead: XChaCha20Poly1305::new(&aead_key.into()),
             csrf: CsrfKey {
@@ -351,9 +352,10 @@ impl Key {
     }
 
     /// Tests forge tokens with our real secret under algorithms the codec must refuse, and check
-    /// that an independent JWT library accepts what the codec issues.
-    #[cfg(test)]
-    pub(crate) fn jws_secret(&self) -> &[u8; 32] {
+    /// that an independent JWT library accepts what the codec issues. Public (with the
+    /// `testkit` feature only) because the attack suite is an integration test in `tests/`.
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn jws_secret(&self) -> &[u8; 32] {
         &self.jws_secret
     }
 

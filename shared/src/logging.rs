@@ -34,7 +34,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::Layer;
 
-use crate::replay::sha256_hex;
+use crate::digest::sha256_hex;
 
 /// Name of the span `lambda_runtime` opens around each invocation (fields `requestId` and, when
 /// traced, `xrayTraceId`).

@@ -11,7 +11,7 @@
 //! field, so nothing the log rules forbid can reach a metric line.
 
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -20,6 +20,7 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
+use crate::clock::since_epoch;
 use crate::logging::{InvocationIds, JsonObject};
 
 /// Namespace when `BRIDGE_METRICS_NAMESPACE` is not set (local runs).
@@ -328,8 +329,7 @@ where
             return;
         }
         let ids = InvocationIds::of_scope(ctx.event_scope(event));
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
+        let now_ms = since_epoch(SystemTime::now())
             .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0);
         let line = emf_line(

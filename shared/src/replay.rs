@@ -16,7 +16,6 @@
 //! Only hashes of token ids and session ids are stored, never the tokens themselves.
 
 use async_trait::async_trait;
-use sha2::{Digest, Sha256};
 
 use crate::upstream::UpstreamError;
 
@@ -65,12 +64,6 @@ pub trait ReplayStore: Send + Sync {
     async fn complete(&self, claim: &Claim, redirect_to: &str) -> Result<(), UpstreamError>;
     /// Gives a claimed token back after a failure, so the same link can be retried.
     async fn release(&self, claim: &Claim) -> Result<(), UpstreamError>;
-}
-
-/// Hex SHA-256, the form in which ids are stored and logged.
-pub fn sha256_hex(value: &str) -> String {
-    let digest = Sha256::digest(value.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An in-memory store for tests and single-process runs; it follows the same rules as the
@@ -170,6 +163,7 @@ impl ReplayStore for MemoryReplayStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::digest::sha256_hex;
 
     fn claim(session: &str, attempt: &str, now: u64) -> Claim {
         Claim {
@@ -230,14 +224,6 @@ mod tests {
         assert_eq!(
             store.claim(&late).await.expect("claim"),
             ClaimOutcome::Claimed
-        );
-    }
-
-    #[test]
-    fn hash_is_hex_sha256() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
 }

@@ -156,6 +156,64 @@ pub enum Failure {
     NotFound,
     /// Our own bug; never caused by input.
     Internal,
+    /// An upstream call failed: the page it becomes, with the log line that records why. The
+    /// line is written when the failure is rendered, so it is written once, whichever route
+    /// mapped it (see `handlers::FailurePolicy`).
+    Upstream(Box<UpstreamFailure>),
+}
+
+/// An upstream failure on its way to its page: what the user is shown, and what its log line
+/// says (and so which metric it counts into, see [`crate::metrics`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamFailure {
+    shown: Failure,
+    event: &'static str,
+    message: &'static str,
+    flow: Option<String>,
+    upstream: &'static str,
+    failure: &'static str,
+    error: String,
+}
+
+impl UpstreamFailure {
+    /// Records `error` as `event` of `flow` (when the request has one), to be shown as `shown`.
+    pub(crate) fn new(
+        shown: Failure,
+        event: &'static str,
+        message: &'static str,
+        flow: Option<&str>,
+        error: &crate::upstream::UpstreamError,
+    ) -> Self {
+        Self {
+            shown,
+            event,
+            message,
+            flow: flow.map(str::to_owned),
+            upstream: error.upstream().log_name(),
+            failure: error.failure(),
+            error: error.to_string(),
+        }
+    }
+
+    /// Writes the failure's log line. Rendering does it; a route that answers the failure with
+    /// something else than its page (a restart) calls it itself.
+    pub(crate) fn log(&self) {
+        tracing::warn!(
+            flow = self.flow.as_deref(),
+            event = self.event,
+            upstream = self.upstream,
+            failure = self.failure,
+            error = %self.error,
+            "{}",
+            self.message
+        );
+    }
+}
+
+impl From<UpstreamFailure> for Failure {
+    fn from(failure: UpstreamFailure) -> Self {
+        Self::Upstream(Box::new(failure))
+    }
 }
 
 #[derive(Template)]
@@ -212,6 +270,7 @@ impl Failure {
     /// The HTTP status of this failure.
     pub fn status(&self) -> StatusCode {
         match self {
+            Self::Upstream(cause) => cause.shown.status(),
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Expired { .. } => StatusCode::GONE,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
@@ -229,6 +288,7 @@ impl Failure {
     /// A stable machine-readable code for JSON answers and logs.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Upstream(cause) => cause.shown.code(),
             Self::BadRequest { .. } => "bad_request",
             Self::Expired { .. } => "request_expired",
             Self::Forbidden { .. } => "forbidden",
@@ -245,6 +305,7 @@ impl Failure {
 
     fn texts(&self) -> (&'static str, &'static str) {
         match self {
+            Self::Upstream(cause) => cause.shown.texts(),
             Self::BadRequest { title, message, .. } => (title, message),
             Self::Expired { .. } => (
                 "This sign-in request has expired",
@@ -276,6 +337,7 @@ impl Failure {
 
     fn action(&self) -> Option<Action> {
         match self {
+            Self::Upstream(cause) => cause.shown.action(),
             Self::BadRequest { restart, .. } | Self::Expired { restart } => restart
                 .as_ref()
                 .map(|url| Action::new(url.as_str(), "Start again")),
@@ -286,8 +348,19 @@ impl Failure {
         }
     }
 
-    /// Renders the failure; `wants_json` picks a JSON body for API clients.
+    /// Renders the failure, logging an upstream failure's line first; `wants_json` picks a JSON
+    /// body for API clients.
     pub fn into_response(self, wants_json: bool) -> Response<Body> {
+        match self {
+            Self::Upstream(cause) => {
+                cause.log();
+                cause.shown.render(wants_json)
+            }
+            shown => shown.render(wants_json),
+        }
+    }
+
+    fn render(self, wants_json: bool) -> Response<Body> {
         let status = self.status();
         let (title, message) = self.texts();
         let mut response = if wants_json {
@@ -317,56 +390,10 @@ impl Failure {
     }
 }
 
-impl From<crate::upstream::UpstreamError> for Failure {
-    /// Without more context an upstream failure is either "try again" or "refused"; handlers
-    /// that know better (expired challenges) match on the error first.
-    fn from(error: crate::upstream::UpstreamError) -> Self {
-        use crate::upstream::UpstreamError as E;
-        match error {
-            E::Transient { .. } | E::Malformed { .. } => Self::Unavailable { retry: None },
-            E::Expired { .. } => Self::Expired { restart: None },
-            E::NotFound { .. } | E::Rejected { .. } => Self::BadGateway,
-        }
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Asserts the headers every HTML page must carry.
-    pub(crate) fn assert_secure_html(response: &Response<Body>) {
-        let h = response.headers();
-        let csp = h
-            .get(header::CONTENT_SECURITY_POLICY)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        assert!(csp.contains("frame-ancestors 'none'"), "CSP: {csp}");
-        assert_eq!(
-            h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()),
-            Some(&b"DENY"[..])
-        );
-        assert_eq!(
-            h.get(header::REFERRER_POLICY).map(|v| v.as_bytes()),
-            Some(&b"no-referrer"[..])
-        );
-        assert_eq!(
-            h.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
-            Some(&b"no-store"[..])
-        );
-        assert!(h
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/html")));
-    }
-
-    pub(crate) fn body_text(response: &Response<Body>) -> String {
-        match response.body() {
-            Body::Text(t) => t.clone(),
-            Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        }
-    }
+    use crate::testkit::{assert_secure_html, body as body_text};
 
     #[test]
     fn every_failure_is_a_secure_page_with_its_status() {

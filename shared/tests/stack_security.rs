@@ -28,38 +28,26 @@ use std::time::{Duration, Instant, SystemTime};
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use bridge::clock::system_clock;
 use bridge::config::{Config, Needs};
+use bridge::digest::sha256_hex;
 use bridge::dynamo::DynamoReplayStore;
-use bridge::handlers::{consent, login, login_return, logout, system_clock};
-use bridge::hydra::{
-    AcceptConsent, AcceptDevice, AcceptLogin, ConsentRequest, HydraAdmin, HydraClient,
-    LoginRequest, LogoutRequest, OAuth2Client, RedirectTo, RejectRequest,
-};
+use bridge::handlers::{consent, login, login_return, logout};
+use bridge::hydra::{HydraAdmin, HydraClient};
 use bridge::keyset::KeySet;
-use bridge::kratos::{
-    AuthenticationMethod, KratosApi, KratosClient, KratosIdentity, KratosSession, VerifiableAddress,
+use bridge::kratos::{KratosApi, KratosClient};
+use bridge::replay::{Claim, ClaimOutcome, ReplayStore};
+use bridge::testkit::{
+    body, codec, encode, get, key_set, location, post_form, report, return_link, FakeHydra,
+    FakeKratos,
 };
-use bridge::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
-use bridge::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
-use bridge::upstream::{build_http_client, Upstream, UpstreamError};
-use lambda_http::{Body, Request, Response};
+use bridge::token::{browser_binding_hash, ReturnToPayload};
+use bridge::upstream::{build_http_client, UpstreamError};
+use lambda_http::{Body, Response};
 use sha2::{Digest, Sha256};
 
 // ------------------------------------------------------------------------------------------
 // The stack
-
-fn report(line: &str) {
-    println!("{line}");
-    if let Some(path) = std::env::var_os("BRIDGE_SECURITY_REPORT") {
-        if let Ok(mut file) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = writeln!(file, "{line}");
-        }
-    }
-}
 
 /// The variables of the running stack's env file (`export NAME='value'` lines).
 struct Stack(HashMap<String, String>);
@@ -117,6 +105,11 @@ impl Stack {
         .expect("socket address")
     }
 
+    /// The stack's key set.
+    fn keys(&self) -> KeySet {
+        key_set(self.get("BRIDGE_KEYSET_JSON"))
+    }
+
     /// The functions' settings, with `overrides` winning over the stack's values.
     fn config(&self, overrides: &[(&str, String)]) -> Config {
         Config::from_lookup(
@@ -133,12 +126,6 @@ impl Stack {
     }
 }
 
-fn codec(config: &Config, stack: &Stack) -> TokenCodec {
-    let keys = KeySet::from_json(stack.get("BRIDGE_KEYSET_JSON")).expect("key set");
-    let issuer = config.token_issuer();
-    TokenCodec::new(keys, issuer.clone(), issuer, config.token_ttl).expect("codec")
-}
-
 fn unique(prefix: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::SeqCst);
@@ -152,144 +139,13 @@ fn unique(prefix: &str) -> String {
     )
 }
 
-fn get(uri: &str, cookie: Option<&str>) -> Request {
-    let mut builder = http::Request::builder().method("GET").uri(uri);
-    if let Some(cookie) = cookie {
-        builder = builder.header("cookie", cookie);
-    }
-    builder.body(Body::Empty).expect("request")
-}
-
 /// A location short enough for a log line.
 fn short(location: &str) -> String {
     location.chars().take(100).collect()
 }
 
-fn location(response: &Response<Body>) -> String {
-    response
-        .headers()
-        .get("location")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn body(response: &Response<Body>) -> String {
-    match response.body() {
-        Body::Text(text) => text.clone(),
-        Body::Binary(bytes) => String::from_utf8_lossy(bytes).into_owned(),
-        _ => String::new(),
-    }
-}
-
-fn encode(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
-}
-
-fn session(n: usize) -> KratosSession {
-    KratosSession {
-        id: format!("sess-{n}"),
-        active: Some(true),
-        authenticated_at: Some("2026-01-01T00:00:00Z".to_owned()),
-        authenticator_assurance_level: Some("aal1".to_owned()),
-        authentication_methods: vec![AuthenticationMethod {
-            method: "oidc".to_owned(),
-            provider: Some("google".to_owned()),
-        }],
-        identity: KratosIdentity {
-            id: format!("ident-{n}"),
-            traits: serde_json::json!({"email": format!("user{n}@example.com")}),
-            verifiable_addresses: vec![VerifiableAddress {
-                value: format!("user{n}@example.com"),
-                verified: true,
-                via: "email".to_owned(),
-            }],
-        },
-    }
-}
-
-/// Kratos sessions by exact forwarded cookie: `ory_kratos_session=s<n>` is session n.
-struct FakeKratos;
-
-#[async_trait]
-impl KratosApi for FakeKratos {
-    async fn whoami(&self, cookies: &str) -> Result<Option<KratosSession>, UpstreamError> {
-        Ok(cookies
-            .strip_prefix("ory_kratos_session=s")
-            .and_then(|n| n.parse().ok())
-            .map(session))
-    }
-    async fn revoke_session(&self, _id: &str) -> Result<(), UpstreamError> {
-        Ok(())
-    }
-    async fn flow_error(&self, _id: &str) -> Result<Option<serde_json::Value>, UpstreamError> {
-        Ok(None)
-    }
-}
-
 // ------------------------------------------------------------------------------------------
 // Replay race
-
-/// A Hydra that only accepts logins, slowly enough that racing requests overlap, and counts.
-struct CountingHydra {
-    public: String,
-    accepts: Mutex<HashMap<String, usize>>,
-}
-
-#[async_trait]
-impl HydraAdmin for CountingHydra {
-    async fn login_request(&self, _: &str) -> Result<LoginRequest, UpstreamError> {
-        Err(UpstreamError::Rejected {
-            upstream: Upstream::Hydra,
-            status: 501,
-        })
-    }
-    async fn accept_login(
-        &self,
-        challenge: &str,
-        _: &AcceptLogin,
-    ) -> Result<RedirectTo, UpstreamError> {
-        tokio::time::sleep(Duration::from_millis(15)).await;
-        *self
-            .accepts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(challenge.to_owned())
-            .or_default() += 1;
-        Ok(RedirectTo {
-            redirect_to: format!("{}/oauth2/auth?login_verifier={challenge}", self.public),
-        })
-    }
-    async fn consent_request(&self, _: &str) -> Result<ConsentRequest, UpstreamError> {
-        unreachable!("consent is not part of the race")
-    }
-    async fn accept_consent(
-        &self,
-        _: &str,
-        _: &AcceptConsent,
-    ) -> Result<RedirectTo, UpstreamError> {
-        unreachable!("consent is not part of the race")
-    }
-    async fn reject_consent(
-        &self,
-        _: &str,
-        _: &RejectRequest,
-    ) -> Result<RedirectTo, UpstreamError> {
-        unreachable!("consent is not part of the race")
-    }
-    async fn logout_request(&self, _: &str) -> Result<LogoutRequest, UpstreamError> {
-        unreachable!("logout is not part of the race")
-    }
-    async fn accept_logout(&self, _: &str) -> Result<RedirectTo, UpstreamError> {
-        unreachable!("logout is not part of the race")
-    }
-    async fn accept_device(&self, _: &str, _: &AcceptDevice) -> Result<RedirectTo, UpstreamError> {
-        unreachable!("the device grant is not part of the race")
-    }
-    async fn client(&self, _: &str) -> Result<OAuth2Client, UpstreamError> {
-        unreachable!("clients are not part of the race")
-    }
-}
 
 /// The replay store with a count of the claims it granted, per token: the bridge may tell Hydra
 /// to accept only after a granted claim.
@@ -342,18 +198,18 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
         .expect("replay store"),
         granted: Mutex::new(HashMap::new()),
     });
-    let hydra = Arc::new(CountingHydra {
-        public: config
-            .hydra_public_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_owned(),
-        accepts: Mutex::new(HashMap::new()),
-    });
+    // A Hydra that only accepts logins, slowly enough that racing requests overlap, each login
+    // to its own destination.
+    let hydra = Arc::new(FakeHydra::default());
+    hydra.set_accept_delay(Duration::from_millis(15));
+    hydra.set_redirect(&format!(
+        "{}/oauth2/auth?login_verifier={{challenge}}",
+        config.hydra_public_url.as_str().trim_end_matches('/')
+    ));
     let deps = Arc::new(login_return::ReturnDeps {
-        tokens: codec(&config, &stack),
+        tokens: codec(&config, stack.keys()),
         hydra: hydra.clone(),
-        kratos: Arc::new(FakeKratos),
+        kratos: Arc::new(FakeKratos::numbered()),
         replay: store.clone(),
         clock: system_clock(),
         config,
@@ -376,7 +232,7 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
                 .seal(&payload, SystemTime::now())
                 .expect("seal")
                 .token;
-            let link = format!("/login/return?t={}", encode(&token));
+            let link = return_link(&token);
             let mut racers = tokio::task::JoinSet::new();
             for racer in 0..RACERS {
                 let deps = deps.clone();
@@ -407,13 +263,7 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
                     ),
                 }
             }
-            let accepts = hydra
-                .accepts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&challenge)
-                .copied()
-                .unwrap_or(0);
+            let accepts = hydra.accepts_of(&challenge);
             let opened = deps.tokens.open(&token, SystemTime::now()).expect("open");
             let granted = store
                 .granted
@@ -860,7 +710,7 @@ impl Rig {
             let http = build_http_client(config).expect("http client");
             Arc::new(KratosClient::new(http, config))
         } else {
-            Arc::new(FakeKratos)
+            Arc::new(FakeKratos::numbered())
         }
     }
 
@@ -876,7 +726,7 @@ impl Rig {
             } => {
                 let deps = login::LoginDeps {
                     kratos: self.kratos(&config, *real_kratos),
-                    tokens: codec(&config, &self.stack),
+                    tokens: codec(&config, self.stack.keys()),
                     clock: system_clock(),
                     hydra,
                     config,
@@ -890,7 +740,7 @@ impl Rig {
             } => {
                 let deps = login_return::ReturnDeps {
                     kratos: self.kratos(&config, *real_kratos),
-                    tokens: codec(&config, &self.stack),
+                    tokens: codec(&config, self.stack.keys()),
                     replay: Arc::new(
                         DynamoReplayStore::from_config(
                             &config,
@@ -906,7 +756,7 @@ impl Rig {
             }
             Call::ConsentGet { challenge } => {
                 let deps = consent::ConsentDeps {
-                    keys: KeySet::from_json(self.stack.get("BRIDGE_KEYSET_JSON")).expect("keys"),
+                    keys: self.stack.keys(),
                     hydra,
                     config,
                 };
@@ -918,17 +768,11 @@ impl Rig {
             }
             Call::ConsentPost { form, cookie } => {
                 let deps = consent::ConsentDeps {
-                    keys: KeySet::from_json(self.stack.get("BRIDGE_KEYSET_JSON")).expect("keys"),
+                    keys: self.stack.keys(),
                     hydra,
                     config,
                 };
-                let request = http::Request::builder()
-                    .method("POST")
-                    .uri("/consent")
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("cookie", cookie.as_str())
-                    .body(Body::Text(form.clone()))
-                    .expect("request");
+                let request = post_form("/consent", form, Some(cookie), None);
                 consent::handle(request, &deps).await
             }
             Call::Logout {
@@ -1046,7 +890,7 @@ async fn scenario(rig: &Rig, step: Step, upstream: Up) -> Call {
             let (challenge, request_url) = start_login(stack, &mut browser).await;
             let config = rig.config();
             let binding = "faultbindingfaultbindingfaultbindingfaultb";
-            let token = codec(&config, stack)
+            let token = codec(&config, stack.keys())
                 .seal(
                     &ReturnToPayload {
                         login_challenge: challenge,
@@ -1059,7 +903,7 @@ async fn scenario(rig: &Rig, step: Step, upstream: Up) -> Call {
                 .expect("seal")
                 .token;
             Call::Return {
-                link: format!("/login/return?t={}", encode(&token)),
+                link: return_link(&token),
                 cookie: format!("bridge_binding={binding}; {kratos_cookie}"),
                 real_kratos,
             }
@@ -1304,7 +1148,7 @@ async fn killed_lambda_claim_expires_and_the_link_works_again() {
         .find(|(k, _)| k == "t")
         .map(|(_, v)| v.into_owned())
         .expect("token");
-    let opened = codec(&config, &rig.stack)
+    let opened = codec(&config, rig.stack.keys())
         .open(&token, SystemTime::now())
         .expect("open");
     let now = SystemTime::now()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use askama::Template;
 use lambda_http::{Body, Request, Response};
 
-use super::{checked_form, form_guard, hydra_redirect, respond, CheckedForm};
+use super::{checked_form, form_guard, hydra_redirect, respond, CheckedForm, FailurePolicy};
 use crate::claims::LoginContext;
 use crate::config::Config;
 use crate::hydra::{AcceptConsent, ConsentRequest, ConsentSession, HydraAdmin, RejectRequest};
@@ -19,7 +19,6 @@ use crate::keyset::KeySet;
 use crate::logging::flow_id;
 use crate::request;
 use crate::response::{render_page, see_other, stylesheet, Failure};
-use crate::upstream::UpstreamError;
 
 /// What the consent function needs, built once at cold start.
 pub struct ConsentDeps {
@@ -85,7 +84,7 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         .hydra
         .consent_request(&challenge)
         .await
-        .map_err(|e| consent_failure(&flow, e, request))?;
+        .map_err(|e| consent_failure(request).failure(Some(&flow), e))?;
 
     let first_party = consent.client.skip_consent == Some(true)
         || deps
@@ -148,7 +147,7 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
         .hydra
         .consent_request(&challenge)
         .await
-        .map_err(|e| consent_failure(&flow, e, request))?;
+        .map_err(|e| consent_failure(request).failure(Some(&flow), e))?;
     if form.single("action", 16)? != Some("allow") {
         let reject = RejectRequest {
             error: "access_denied".to_owned(),
@@ -158,7 +157,7 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
             .hydra
             .reject_consent(&challenge, &reject)
             .await
-            .map_err(|e| consent_failure(&flow, e, request))?;
+            .map_err(|e| consent_failure(request).failure(Some(&flow), e))?;
         tracing::info!(flow = %flow, event = "consent_denied", device = consent.is_device_flow(), "user denied consent");
         if consent.is_device_flow() {
             // Hydra v26 answers the browser's return from a denied device consent with a bare
@@ -217,7 +216,7 @@ async fn accept(
         .hydra
         .accept_consent(challenge, &body)
         .await
-        .map_err(|e| consent_failure(flow, e, request))?;
+        .map_err(|e| consent_failure(request).failure(Some(flow), e))?;
     tracing::info!(flow = %flow, event = "consent_accepted", granted = ?body.grant_scope, "consent accepted");
     Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]))
 }
@@ -245,33 +244,31 @@ fn is_web_url(raw: &str) -> bool {
     url::Url::parse(raw).is_ok_and(|u| matches!(u.scheme(), "https" | "http"))
 }
 
-fn consent_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_consent_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the consent challenge");
-    let unknown = Failure::BadRequest {
-        title: "Unknown consent request",
-        message: "This consent request is not known. Please start again from the application.",
-        restart: None,
-    };
-    // A form cannot be re-sent by a link; after a failed POST the user goes back to the page.
-    let retry = (request.method() == http::Method::GET).then(|| request::same_link(request));
-    super::challenge_failure(error, unknown, retry)
+/// What a Hydra failure on the consent challenge becomes. A form cannot be re-sent by a link, so
+/// only the page (GET) offers the same link again; after a failed POST the user goes back.
+fn consent_failure(request: &Request) -> FailurePolicy {
+    FailurePolicy::challenge(
+        "hydra_consent_failed",
+        "cannot use the consent challenge",
+        Failure::BadRequest {
+            title: "Unknown consent request",
+            message: "This consent request is not known. Please start again from the application.",
+            restart: None,
+        },
+        (request.method() == http::Method::GET).then(|| request::same_link(request)),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
     use crate::hydra::OAuth2Client;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> ConsentDeps {
-        let mut config = kit.config.clone();
-        config.trusted_clients.insert("trusted-app".to_owned());
-        ConsentDeps {
-            config,
-            hydra: kit.hydra.clone(),
-            keys: kit.keys(),
-        }
+        let mut deps = kit.consent_deps();
+        deps.config.trusted_clients.insert("trusted-app".to_owned());
+        deps
     }
 
     fn consent(client_id: &str, skip: bool, skip_consent: Option<bool>) -> ConsentRequest {
@@ -442,7 +439,7 @@ mod tests {
         let response = handle(post(&body, Some(&cookie), None), &deps(&kit)).await;
         assert_eq!(response.status(), 200);
         assert_secure_html(&response);
-        let page = crate::handlers::testkit::body(&response);
+        let page = crate::testkit::body(&response);
         assert!(page.contains("Device not signed in"), "{page}");
         assert!(!page.contains("<b>Evil"), "client name escaped");
         assert_eq!(

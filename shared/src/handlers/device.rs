@@ -16,10 +16,10 @@ use lambda_http::{Body, Request, Response};
 use url::Url;
 
 use super::{
-    checked_form, epoch_seconds, form_guard, hydra_redirect, require_method, respond, CheckedForm,
-    Clock,
+    checked_form, form_guard, hydra_redirect, require_method, respond, CheckedForm, FailurePolicy,
 };
 use crate::attempts::{AttemptCounter, AttemptVerdict};
+use crate::clock::{epoch_seconds, Clock};
 use crate::config::{Config, UserCodeCase};
 use crate::hydra::{AcceptDevice, HydraAdmin};
 use crate::keyset::KeySet;
@@ -139,7 +139,7 @@ async fn submit(request: &Request, deps: &DeviceDeps) -> Result<Response<Body>, 
         ));
     };
 
-    let now = epoch_seconds((deps.clock)());
+    let now = epoch_seconds((deps.clock)()).unwrap_or(0);
     let verdict = deps
         .config
         .device_attempts
@@ -151,7 +151,7 @@ async fn submit(request: &Request, deps: &DeviceDeps) -> Result<Response<Body>, 
             now,
         )
         .await
-        .map_err(|e| device_failure(&flow, e, &deps.config, &challenge))?;
+        .map_err(|e| device_failure(&deps.config, &challenge).failure(Some(&flow), e))?;
     if let AttemptVerdict::Refused { retry_after } = verdict {
         tracing::warn!(flow = %flow, event = "device_attempts_exceeded", retry_after, "too many device codes tried");
         return Err(Failure::TooManyAttempts { retry_after });
@@ -177,7 +177,7 @@ async fn submit(request: &Request, deps: &DeviceDeps) -> Result<Response<Body>, 
                 http::StatusCode::BAD_REQUEST,
             ))
         }
-        Err(error) => Err(device_failure(&flow, error, &deps.config, &challenge)),
+        Err(error) => Err(device_failure(&deps.config, &challenge).failure(Some(&flow), error)),
     }
 }
 
@@ -264,49 +264,42 @@ fn start_over_url(config: &Config, user_code: Option<&str>) -> Url {
     url
 }
 
-fn device_failure(flow: &str, error: UpstreamError, config: &Config, challenge: &str) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_device_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the device challenge");
+/// What a Hydra failure on the device challenge (or the attempt counter) becomes: a dead
+/// challenge offers Hydra's verification endpoint, which issues a fresh one.
+fn device_failure(config: &Config, challenge: &str) -> FailurePolicy {
     let restart = Some(start_over_url(config, None));
-    match error {
-        UpstreamError::NotFound { .. } => Failure::BadRequest {
+    // The form cannot be re-sent by a link; the same page asks for the code again.
+    let mut retry = config.endpoint("device");
+    retry
+        .query_pairs_mut()
+        .append_pair("device_challenge", challenge);
+    FailurePolicy {
+        event: "hydra_device_failed",
+        message: "cannot use the device challenge",
+        unknown: Failure::BadRequest {
             title: "Unknown device sign-in",
             message:
                 "This device sign-in is not known. Open the address shown on your device again.",
-            restart,
+            restart: restart.clone(),
         },
-        UpstreamError::Expired { .. } => Failure::Expired { restart },
-        e if e.is_transient() => {
-            // The form cannot be re-sent by a link; the same page asks for the code again.
-            let mut retry = config.endpoint("device");
-            retry
-                .query_pairs_mut()
-                .append_pair("device_challenge", challenge);
-            Failure::Unavailable {
-                retry: Some(retry.to_string()),
-            }
-        }
-        _ => Failure::BadGateway,
+        expired: Failure::Expired { restart },
+        transient: Failure::Unavailable {
+            retry: Some(retry.to_string()),
+        },
+        refused: Failure::BadGateway,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attempts::MemoryAttemptCounter;
-    use crate::handlers::testkit::*;
     use crate::hydra::OAuth2Client;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     const ORIGIN: Option<&str> = Some("https://auth.example.com");
 
     fn deps(kit: &Kit) -> DeviceDeps {
-        DeviceDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            keys: kit.keys(),
-            attempts: Arc::new(MemoryAttemptCounter::default()),
-            clock: kit.clock(),
-        }
+        kit.device_deps()
     }
 
     fn submit_body(challenge: &str, token: &str, code: &str) -> String {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
-use super::respond;
+use super::{respond, FailurePolicy};
 use crate::kratos::KratosApi;
 use crate::request;
 use crate::response::{message_page, Failure};
@@ -36,8 +36,14 @@ async fn run(request: &Request, deps: &ErrorDeps) -> Result<Response<Body>, Fail
     if let Some(id) = params.single("id", 128)? {
         let error = if id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             deps.kratos.flow_error(id).await.map_err(|e| {
-                tracing::warn!(event = "kratos_error_lookup_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot read the Kratos error");
-                Failure::Unavailable { retry: Some(request::same_link(request)) }
+                FailurePolicy::always(
+                    "kratos_error_lookup_failed",
+                    "cannot read the Kratos error",
+                    Failure::Unavailable {
+                        retry: Some(request::same_link(request)),
+                    },
+                )
+                .failure(None, e)
             })?
         } else {
             None
@@ -101,13 +107,10 @@ fn kratos_texts(error: &Value) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> ErrorDeps {
-        ErrorDeps {
-            kratos: kit.kratos.clone(),
-        }
+        kit.error_deps()
     }
 
     #[tokio::test]

@@ -10,19 +10,19 @@
 use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
-use url::Url;
 
 use super::{
-    binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie, Clock,
+    binding_cookie_name, hydra_redirect, respond, reusable_cookie_value, set_cookie, FailurePolicy,
 };
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
-use crate::kratos::{kratos_cookie_header, KratosApi};
+use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
+use crate::random::random_token;
 use crate::request;
 use crate::response::{see_other, Failure};
-use crate::token::{browser_binding_hash, new_binding_cookie_value, ReturnToPayload, TokenCodec};
-use crate::upstream::UpstreamError;
+use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
 
 /// What login entry needs, built once at cold start.
 pub struct LoginDeps {
@@ -54,7 +54,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         .hydra
         .login_request(&challenge)
         .await
-        .map_err(|e| login_request_failure(&flow, e, request))?;
+        .map_err(|e| login_request_failure(request).failure(Some(&flow), e))?;
 
     if login.skip {
         tracing::info!(flow = %flow, event = "login_skipped", client_id = %login.client.client_id, "Hydra remembers the user");
@@ -70,7 +70,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
     let binding =
         match reusable_cookie_value(request::cookie(request, binding_cookie_name(&deps.config))) {
             Some(value) => value,
-            None => new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+            None => random_token().map_err(|_| Failure::Internal)?,
         };
     let payload = ReturnToPayload {
         login_challenge: challenge.clone(),
@@ -110,23 +110,6 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         deps.config.token_ttl.as_secs(),
     );
     Ok(see_other(&next, &[cookie]))
-}
-
-/// Kratos' browser login flow, returning to `return_to`; `refresh=true` makes Kratos ask for
-/// credentials again even when a session exists (`prompt=login`).
-pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url {
-    let mut url = config.kratos_browser_url.clone();
-    let prefix = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&format!("{prefix}/self-service/login/browser"));
-    {
-        let mut query = url.query_pairs_mut();
-        query.clear();
-        if refresh {
-            query.append_pair("refresh", "true");
-        }
-        query.append_pair("return_to", return_to.as_str());
-    }
-    url
 }
 
 /// Whether the browser has a Kratos session single sign-on may use: the client did not ask for
@@ -176,36 +159,34 @@ async fn accept_and_redirect(
         .hydra
         .accept_login(challenge, body)
         .await
-        .map_err(|e| login_request_failure(flow, e, request))?;
+        .map_err(|e| login_request_failure(request).failure(Some(flow), e))?;
     let next = hydra_redirect(&deps.config, &answer)?;
     tracing::info!(flow = %flow, event = "login_accepted", method = "remembered", "login accepted at entry");
     Ok(see_other(&next, &[]))
 }
 
-fn login_request_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "hydra_login_request_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "cannot use the login challenge");
-    let unknown = Failure::BadRequest {
-        title: "Unknown sign-in request",
-        message: "This sign-in request is not known. Please start again from the application.",
-        restart: None,
-    };
-    super::challenge_failure(error, unknown, Some(request::same_link(request)))
+/// What a Hydra failure on the login challenge becomes; the same link can be retried.
+fn login_request_failure(request: &Request) -> FailurePolicy {
+    FailurePolicy::challenge(
+        "hydra_login_request_failed",
+        "cannot use the login challenge",
+        Failure::BadRequest {
+            title: "Unknown sign-in request",
+            message: "This sign-in request is not known. Please start again from the application.",
+            restart: None,
+        },
+        Some(request::same_link(request)),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
+    use url::Url;
 
     fn deps(kit: &Kit) -> LoginDeps {
-        LoginDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            kratos: kit.kratos.clone(),
-            tokens: kit.codec(),
-            clock: kit.clock(),
-        }
+        kit.login_deps()
     }
 
     #[tokio::test]

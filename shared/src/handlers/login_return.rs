@@ -14,14 +14,17 @@ use lambda_http::{Body, Request, Response};
 use url::Url;
 
 use super::{
-    accept_from_session, binding_cookie_name, epoch_seconds, hydra_redirect, on_hydra_origin,
-    respond, Clock,
+    accept_from_session, binding_cookie_name, hydra_redirect, on_hydra_origin, respond,
+    FailurePolicy,
 };
+use crate::clock::{epoch_seconds, Clock};
 use crate::config::Config;
+use crate::digest::sha256_hex;
 use crate::hydra::HydraAdmin;
-use crate::kratos::{kratos_cookie_header, KratosApi};
+use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
-use crate::replay::{sha256_hex, Claim, ClaimOutcome, ReplayStore};
+use crate::random::random_token;
+use crate::replay::{Claim, ClaimOutcome, ReplayStore};
 use crate::request;
 use crate::response::{see_other, Failure};
 use crate::token::{browser_binding_matches, OpenedToken, TokenCodec, TokenError, MAX_TOKEN_CHARS};
@@ -82,8 +85,12 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         &deps.config.kratos_session_cookie,
     );
     let session = deps.kratos.whoami(&cookies).await.map_err(|e| {
-        tracing::warn!(flow = %flow, event = "kratos_whoami_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot check the Kratos session");
-        unavailable(request, e)
+        FailurePolicy::dependency(
+            "kratos_whoami_failed",
+            "cannot check the Kratos session",
+            Some(request::same_link(request)),
+        )
+        .failure(Some(&flow), e)
     })?;
     let Some(session) = session else {
         // Kratos has no session for this browser (the login was abandoned, or the cookie did not
@@ -92,22 +99,28 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         let mut return_to = deps.config.return_url();
         return_to.query_pairs_mut().append_pair("t", raw_token);
         return Ok(see_other(
-            &super::login::kratos_login_url(&deps.config, &return_to, false),
+            &kratos_login_url(&deps.config, &return_to, false),
             &[],
         ));
     };
 
+    // The token opened, so the clock is after 1970.
+    let now_seconds = epoch_seconds(now).unwrap_or(0);
     let claim = Claim {
         key: sha256_hex(&token.jti),
         session_hash: sha256_hex(&session.id),
-        attempt: crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        attempt: random_token().map_err(|_| Failure::Internal)?,
         token_expires_at: token.expires_at,
-        in_progress_until: epoch_seconds(now) + deps.config.in_progress_ttl.as_secs(),
-        now: epoch_seconds(now),
+        in_progress_until: now_seconds + deps.config.in_progress_ttl.as_secs(),
+        now: now_seconds,
     };
     let outcome = deps.replay.claim(&claim).await.map_err(|e| {
-        tracing::warn!(flow = %flow, event = "replay_store_failed", upstream = e.upstream().log_name(), failure = e.failure(), error = %e, "cannot claim the token");
-        unavailable(request, e)
+        FailurePolicy::dependency(
+            "replay_store_failed",
+            "cannot claim the token",
+            Some(request::same_link(request)),
+        )
+        .failure(Some(&flow), e)
     })?;
     match outcome {
         ClaimOutcome::Claimed => {}
@@ -141,18 +154,20 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         Ok(answer) => answer,
         Err(error) => {
             release(deps, &claim, &flow).await;
-            tracing::warn!(flow = %flow, event = "hydra_accept_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "login not accepted");
-            return match (error, restart) {
+            let challenge_dead = matches!(
+                error,
+                UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }
+            );
+            let failure = accept_failure(request).classify(Some(&flow), &error);
+            return match restart {
                 // The challenge is dead (expired, already used, unknown): Hydra's original
                 // authorization URL starts a fresh one, and the Kratos session makes it quick.
-                (UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }, Some(url)) => {
+                Some(url) if challenge_dead => {
+                    failure.log();
                     tracing::info!(flow = %flow, event = "login_restarted", "restarting through Hydra's request_url");
                     Ok(see_other(&url, &[]))
                 }
-                (UpstreamError::Expired { .. } | UpstreamError::NotFound { .. }, None) => {
-                    Err(Failure::Expired { restart: None })
-                }
-                (error, _) => Err(unavailable(request, error)),
+                _ => Err(failure.into()),
             };
         }
     };
@@ -207,14 +222,15 @@ async fn release(deps: &ReturnDeps, claim: &Claim, flow: &str) {
     }
 }
 
-fn unavailable(request: &Request, error: UpstreamError) -> Failure {
-    if error.is_transient() {
-        Failure::Unavailable {
-            retry: Some(request::same_link(request)),
-        }
-    } else {
-        Failure::BadGateway
-    }
+/// What a failed login accept becomes when the flow cannot restart: a dead challenge (expired,
+/// used or unknown) is 410, a passing failure 503 offering the same link, any other refusal 502.
+fn accept_failure(request: &Request) -> FailurePolicy {
+    FailurePolicy::challenge(
+        "hydra_accept_failed",
+        "login not accepted",
+        Failure::Expired { restart: None },
+        Some(request::same_link(request)),
+    )
 }
 
 /// The sign-in took longer than the token lives (and so, since the token never outlives it,
@@ -246,8 +262,7 @@ fn token_failure(error: TokenError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
-    use crate::response::tests::assert_secure_html;
+    use crate::testkit::*;
     use crate::token::{browser_binding_hash, ReturnToPayload};
     use std::time::Duration;
 
@@ -255,24 +270,11 @@ mod tests {
     const REQUEST_URL: &str = "https://oauth.example.com/oauth2/auth?client_id=app&state=s";
 
     fn deps(kit: &Kit) -> ReturnDeps {
-        ReturnDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            kratos: kit.kratos.clone(),
-            tokens: kit.codec(),
-            replay: kit.replay.clone(),
-            clock: kit.clock(),
-        }
+        kit.return_deps()
     }
 
     fn token(kit: &Kit, challenge: &str) -> String {
-        let payload = ReturnToPayload {
-            login_challenge: challenge.to_owned(),
-            request_url: Some(REQUEST_URL.to_owned()),
-            client_id: Some("app".to_owned()),
-            browser_binding: browser_binding_hash(BINDING),
-        };
-        kit.codec().seal(&payload, kit.now()).expect("seal").token
+        kit.seal(challenge, REQUEST_URL, BINDING)
     }
 
     fn link(token: &str) -> String {
@@ -285,22 +287,9 @@ mod tests {
         format!("__Host-bridge_binding={BINDING}; {session_cookie}")
     }
 
-    fn kit_with_session() -> Kit {
-        let kit = Kit::new();
-        kit.kratos.add_session(
-            "ory_kratos_session=s1",
-            session("sess-1", "ident-1", &["oidc"]),
-        );
-        kit.kratos.add_session(
-            "ory_kratos_session=s2",
-            session("sess-2", "ident-2", &["code"]),
-        );
-        kit
-    }
-
     #[tokio::test]
     async fn accepts_with_kratos_identity_and_records_completion() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let response = handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -328,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn same_session_repeat_gets_the_same_redirect_without_second_accept() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let first = handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -348,7 +337,7 @@ mod tests {
 
     #[tokio::test]
     async fn replay_from_another_session_is_refused() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -371,7 +360,7 @@ mod tests {
 
     #[tokio::test]
     async fn token_without_its_binding_cookie_is_refused() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         for cookie in [
             "ory_kratos_session=s1".to_owned(),
@@ -386,7 +375,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_tokens_are_400_and_never_reach_hydra() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let mut tampered = t.clone().into_bytes();
         let middle = tampered.len() / 2;
@@ -462,7 +451,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_token_is_410() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.advance(Duration::from_secs(601));
         let response = handle(
@@ -482,7 +471,7 @@ mod tests {
 
     #[tokio::test]
     async fn token_under_the_previous_key_still_works() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let old_keys = crate::keyset::KeySet::from_json(
             r#"{"current":"k1","keys":[{"kid":"k1","secret":"Zmlyc3Qta2V5LWZpcnN0LWtleS1maXJzdC1rZXktZmlyc3Q"}]}"#,
         )
@@ -535,7 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_hydra_failure_releases_the_claim_and_retry_succeeds() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Transient);
         let failed = handle(
@@ -561,7 +550,7 @@ mod tests {
 
     #[tokio::test]
     async fn hydra_refusing_the_accept_is_502_and_releases_the_claim() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Rejected);
         let response = handle(
@@ -575,7 +564,7 @@ mod tests {
 
     #[tokio::test]
     async fn transient_kratos_failure_claims_nothing() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.kratos.fail_whoami(true);
         let failed = handle(
@@ -596,7 +585,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_challenge_restarts_through_request_url() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         kit.hydra.fail_accept("c1", UpstreamKind::Expired);
         let response = handle(
@@ -611,19 +600,10 @@ mod tests {
 
     #[tokio::test]
     async fn lambda_killed_after_claim_frees_the_token_after_in_progress_expiry() {
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
-        let opened = kit.codec().open(&t, kit.now()).expect("open");
         // Simulate a previous invocation that claimed and died.
-        let now = epoch_seconds(kit.now());
-        let dead = Claim {
-            key: sha256_hex(&opened.jti),
-            session_hash: sha256_hex("sess-1"),
-            attempt: "dead".to_owned(),
-            token_expires_at: opened.expires_at,
-            in_progress_until: now + 30,
-            now,
-        };
+        let dead = kit.earlier_claim(&t, "sess-1", "dead");
         kit.replay.claim(&dead).await.expect("claim");
         let blocked = handle(
             get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
@@ -658,7 +638,7 @@ mod tests {
                 Ok(())
             }
         }
-        let kit = kit_with_session();
+        let kit = Kit::with_sessions();
         let t = token(&kit, "c1");
         let mut deps = deps(&kit);
         deps.replay = Arc::new(DownStore);

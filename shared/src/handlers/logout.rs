@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use lambda_http::{Body, Request, Response};
 
-use super::{hydra_redirect, respond};
+use super::{hydra_redirect, respond, FailurePolicy};
 use crate::config::Config;
 use crate::hydra::HydraAdmin;
 use crate::kratos::{kratos_cookie_header, KratosApi};
@@ -39,7 +39,7 @@ async fn run(request: &Request, deps: &LogoutDeps) -> Result<Response<Body>, Fai
     let params = request::query(request)?;
     let challenge = request::challenge(&params, "logout_challenge")?;
     let flow = flow_id(&challenge);
-    let failure = |e: UpstreamError| logout_failure(&flow, e, request);
+    let failure = |e: UpstreamError| logout_failure(request).failure(Some(&flow), e);
 
     let logout = deps
         .hydra
@@ -74,28 +74,29 @@ async fn run(request: &Request, deps: &LogoutDeps) -> Result<Response<Body>, Fai
     Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]))
 }
 
-fn logout_failure(flow: &str, error: UpstreamError, request: &Request) -> Failure {
-    tracing::warn!(flow = %flow, event = "logout_failed", upstream = error.upstream().log_name(), failure = error.failure(), error = %error, "logout not completed");
-    let unknown = Failure::BadRequest {
-        title: "Unknown logout request",
-        message: "This logout request is not known. You may already be logged out.",
-        restart: None,
-    };
-    super::challenge_failure(error, unknown, Some(request::same_link(request)))
+/// What a Hydra or Kratos failure during logout becomes; nothing was accepted, so the same link
+/// can be retried.
+fn logout_failure(request: &Request) -> FailurePolicy {
+    FailurePolicy::challenge(
+        "logout_failed",
+        "logout not completed",
+        Failure::BadRequest {
+            title: "Unknown logout request",
+            message: "This logout request is not known. You may already be logged out.",
+            restart: None,
+        },
+        Some(request::same_link(request)),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::testkit::*;
     use crate::hydra::LogoutRequest;
+    use crate::testkit::*;
 
     fn deps(kit: &Kit) -> LogoutDeps {
-        LogoutDeps {
-            config: kit.config.clone(),
-            hydra: kit.hydra.clone(),
-            kratos: kit.kratos.clone(),
-        }
+        kit.logout_deps()
     }
 
     fn logout(subject: &str) -> LogoutRequest {

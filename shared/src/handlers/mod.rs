@@ -9,33 +9,15 @@ pub mod login;
 pub mod login_return;
 pub mod logout;
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use lambda_http::{Body, Request, Response};
 use url::Url;
 
 use crate::claims::{authentication_references, LoginContext};
 use crate::config::Config;
 use crate::hydra::{AcceptLogin, RedirectTo};
-use crate::kratos::KratosSession;
-use crate::response::Failure;
+use crate::identity::KratosSession;
+use crate::response::{Failure, UpstreamFailure};
 use crate::upstream::UpstreamError;
-
-/// The clock handlers read, injectable so tests can expire tokens and sessions.
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// The real clock.
-pub fn system_clock() -> Clock {
-    Arc::new(SystemTime::now)
-}
-
-/// Epoch seconds of a clock reading (0 for a clock before 1970, which no real clock is).
-pub(crate) fn epoch_seconds(now: SystemTime) -> u64 {
-    now.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Turns a handler's outcome into the response, in the one place where failures are rendered.
 pub(crate) fn respond(
@@ -54,19 +36,85 @@ pub(crate) fn require_method(request: &Request, allowed: &[http::Method]) -> Res
     }
 }
 
-/// How an upstream failure around one Hydra request becomes a page, the same for every route:
-/// an unknown challenge is `unknown` (a 400 in the route's words), an expired or used one 410, a
-/// passing failure 503 offering `retry`, and any other refusal 502.
-pub(crate) fn challenge_failure(
-    error: UpstreamError,
-    unknown: Failure,
-    retry: Option<String>,
-) -> Failure {
-    match error {
-        UpstreamError::NotFound { .. } => unknown,
-        UpstreamError::Expired { .. } => Failure::Expired { restart: None },
-        e if e.is_transient() => Failure::Unavailable { retry },
-        _ => Failure::BadGateway,
+/// What one call site shows for each kind of upstream failure, and the log line (`event`,
+/// `message`) that records it: the one mapping from an [`UpstreamError`] to a [`Failure`]. Routes
+/// differ only in this data; the line is written once, when the failure is rendered.
+pub(crate) struct FailurePolicy {
+    /// The log line's `event`, which is also the metric it counts into.
+    pub event: &'static str,
+    /// The log line's message.
+    pub message: &'static str,
+    /// Shown when the upstream does not know the request (404).
+    pub unknown: Failure,
+    /// Shown when the request expired or was already used.
+    pub expired: Failure,
+    /// Shown when the failure may pass (timeout, 5xx, unreadable answer).
+    pub transient: Failure,
+    /// Shown for any other refusal, most likely a configuration problem.
+    pub refused: Failure,
+}
+
+impl FailurePolicy {
+    /// Around one Hydra challenge: an unknown challenge is `unknown` (a 400 in the route's words),
+    /// an expired or used one 410, a passing failure 503 offering `retry`, any other refusal 502.
+    pub fn challenge(
+        event: &'static str,
+        message: &'static str,
+        unknown: Failure,
+        retry: Option<String>,
+    ) -> Self {
+        Self {
+            event,
+            message,
+            unknown,
+            expired: Failure::Expired { restart: None },
+            transient: Failure::Unavailable { retry },
+            refused: Failure::BadGateway,
+        }
+    }
+
+    /// Around a call whose "unknown" or "expired" answer means nothing to the user (the Kratos
+    /// session check, the replay store): a passing failure is 503 offering `retry`, anything
+    /// else 502.
+    pub fn dependency(event: &'static str, message: &'static str, retry: Option<String>) -> Self {
+        Self {
+            event,
+            message,
+            unknown: Failure::BadGateway,
+            expired: Failure::BadGateway,
+            transient: Failure::Unavailable { retry },
+            refused: Failure::BadGateway,
+        }
+    }
+
+    /// Whatever the upstream says, `shown` (the error page: any failure to look an error up is
+    /// worth another try).
+    pub fn always(event: &'static str, message: &'static str, shown: Failure) -> Self {
+        Self {
+            event,
+            message,
+            unknown: shown.clone(),
+            expired: shown.clone(),
+            transient: shown.clone(),
+            refused: shown,
+        }
+    }
+
+    /// The failure `error` becomes under this policy, carrying its log line for `flow`.
+    pub fn failure(self, flow: Option<&str>, error: UpstreamError) -> Failure {
+        self.classify(flow, &error).into()
+    }
+
+    /// Like [`failure`](Self::failure), for a caller that may answer with something else and
+    /// still has to log it.
+    pub fn classify(self, flow: Option<&str>, error: &UpstreamError) -> UpstreamFailure {
+        let shown = match error {
+            UpstreamError::NotFound { .. } => self.unknown,
+            UpstreamError::Expired { .. } => self.expired,
+            e if e.is_transient() => self.transient,
+            _ => self.refused,
+        };
+        UpstreamFailure::new(shown, self.event, self.message, flow, error)
     }
 }
 
@@ -160,7 +208,7 @@ pub(crate) fn form_guard(
     let name = csrf_cookie_name(config);
     let cookie = match reusable_cookie_value(crate::request::cookie(request, name)) {
         Some(value) => value,
-        None => crate::token::new_binding_cookie_value().map_err(|_| Failure::Internal)?,
+        None => crate::random::random_token().map_err(|_| Failure::Internal)?,
     };
     Ok(FormGuard {
         set_cookie: set_cookie(config, name, &cookie, 3600),
@@ -215,7 +263,7 @@ pub(crate) fn checked_form(
 fn csrf_binding(purpose: &str, challenge: &str, cookie: &str) -> String {
     format!(
         "{purpose}:{}:{cookie}",
-        crate::replay::sha256_hex(challenge)
+        crate::digest::sha256_hex(challenge)
     )
 }
 
@@ -259,8 +307,74 @@ pub(crate) fn reusable_cookie_value(value: Option<String>) -> Option<String> {
 }
 
 #[cfg(test)]
-mod attacks;
-#[cfg(test)]
-mod events;
-#[cfg(test)]
-pub(crate) mod testkit;
+mod tests {
+    use super::*;
+    use crate::logging::tests::{in_invocation, settings, Capture};
+    use crate::upstream::Upstream;
+    use serde_json::Value;
+
+    /// Runs `body` in an invocation under the functions' subscriber: the log lines it wrote, and
+    /// the metric (EMF) lines.
+    fn logged(body: impl FnOnce()) -> (Vec<Value>, Vec<Value>) {
+        let capture = Capture::default();
+        let subscriber =
+            crate::logging::subscriber(&settings(&[("RUST_LOG", "info")]), capture.clone());
+        tracing::subscriber::with_default(subscriber, || in_invocation("req-1", None, body));
+        capture
+            .json_lines()
+            .into_iter()
+            .partition(|line| line.get("_aws").is_none())
+    }
+
+    /// The upstream failure's line (and its metric) is written when the page is rendered, once,
+    /// with the fields every copy of the mapping used to write.
+    #[test]
+    fn an_upstream_failure_is_logged_once_when_rendered() {
+        let policy = FailurePolicy::challenge(
+            "logout_failed",
+            "logout not completed",
+            Failure::NotFound,
+            Some("/logout?logout_challenge=c".to_owned()),
+        );
+        let error = UpstreamError::from_status(Upstream::Hydra, http::StatusCode::BAD_GATEWAY);
+        let mut failure = None;
+        let (logs, metrics) =
+            logged(|| failure = Some(policy.failure(Some("0123456789abcdef"), error)));
+        assert!(
+            logs.is_empty() && metrics.is_empty(),
+            "nothing before rendering"
+        );
+
+        let (logs, metrics) = logged(|| {
+            let response = failure.take().map(|f| f.into_response(false));
+            assert_eq!(
+                response.map(|r| r.status()),
+                Some(http::StatusCode::SERVICE_UNAVAILABLE)
+            );
+        });
+        assert_eq!((logs.len(), metrics.len()), (1, 1), "{logs:?} {metrics:?}");
+        let line = &logs[0];
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["flow"], "0123456789abcdef");
+        assert_eq!(line["event"], "logout_failed");
+        assert_eq!(line["upstream"], "hydra");
+        assert_eq!(line["failure"], "unavailable");
+        assert_eq!(line["message"], "logout not completed");
+        assert!(line["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+
+    #[test]
+    fn a_failure_without_a_flow_has_no_flow_field() {
+        let shown = Failure::Unavailable { retry: None };
+        let error = UpstreamError::from_status(Upstream::Kratos, http::StatusCode::NOT_FOUND);
+        let failure = FailurePolicy::always("kratos_error_lookup_failed", "m", shown.clone())
+            .failure(None, error);
+        assert_eq!(failure.status(), shown.status());
+        let (logs, _) = logged(|| {
+            failure.into_response(true);
+        });
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert!(logs[0].get("flow").is_none(), "{logs:?}");
+        assert_eq!(logs[0]["failure"], "unknown_request");
+    }
+}

@@ -3,7 +3,8 @@
 //! `cargo lambda invoke --data-file events/<name>.json` sends to a locally running function.
 //!
 //! Every fixture has a case here and every case a fixture. Missing fixtures are written on the
-//! first run; `BRIDGE_REGENERATE_EVENTS=1 cargo test -p bridge-shared events` rewrites them all.
+//! first run; `BRIDGE_REGENERATE_EVENTS=1 cargo test -p bridge-shared --test events` rewrites them
+//! all.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,10 +12,10 @@ use std::time::Duration;
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
-use super::testkit::*;
-use crate::hydra::{ConsentRequest, LogoutRequest, OAuth2Client};
-use crate::replay::{sha256_hex, Claim, ReplayStore};
-use crate::token::{browser_binding_hash, ReturnToPayload};
+use bridge::digest::sha256_hex;
+use bridge::hydra::{ConsentRequest, LogoutRequest, OAuth2Client};
+use bridge::replay::ReplayStore;
+use bridge::testkit::*;
 
 const BINDING: &str = "fixturebindingfixturebindingfixturebinding1";
 const CSRF_COOKIE: &str = "fixturecsrffixturecsrffixturecsrffixturecsr";
@@ -99,13 +100,7 @@ fn path(route: Route) -> &'static str {
 }
 
 fn seal(kit: &Kit, challenge: &str) -> String {
-    let payload = ReturnToPayload {
-        login_challenge: challenge.to_owned(),
-        request_url: Some(REQUEST_URL.to_owned()),
-        client_id: Some("app".to_owned()),
-        browser_binding: browser_binding_hash(BINDING),
-    };
-    kit.codec().seal(&payload, kit.now()).expect("seal").token
+    kit.seal(challenge, REQUEST_URL, BINDING)
 }
 
 fn return_query(token: &str) -> String {
@@ -133,19 +128,8 @@ fn consent_request(client_id: &str, skip: bool, skip_consent: Option<bool>) -> C
     }
 }
 
-fn add_sessions(kit: &Kit) {
-    kit.kratos.add_session(
-        "ory_kratos_session=s1",
-        session("sess-1", "ident-1", &["oidc"]),
-    );
-    kit.kratos.add_session(
-        "ory_kratos_session=s2",
-        session("sess-2", "ident-2", &["code"]),
-    );
-}
-
 fn token_in(request: &Request) -> String {
-    crate::request::query(request)
+    bridge::request::query(request)
         .ok()
         .and_then(|q| q.single("t", 9000).ok().flatten().map(str::to_owned))
         .unwrap_or_default()
@@ -153,19 +137,7 @@ fn token_in(request: &Request) -> String {
 
 /// Marks the request's token as already used by `session_id`, leading to `redirect_to`.
 fn pre_complete(kit: &Kit, request: &Request, session_id: &str, redirect_to: &str) {
-    let opened = kit
-        .codec()
-        .open(&token_in(request), kit.now())
-        .expect("fixture token opens");
-    let now = super::epoch_seconds(kit.now());
-    let claim = Claim {
-        key: sha256_hex(&opened.jti),
-        session_hash: sha256_hex(session_id),
-        attempt: "earlier".to_owned(),
-        token_expires_at: opened.expires_at,
-        in_progress_until: now + 30,
-        now,
-    };
+    let claim = kit.earlier_claim(&token_in(request), session_id, "earlier");
     let replay = kit.replay.clone();
     let redirect_to = redirect_to.to_owned();
     futures_block_on(async move {
@@ -282,7 +254,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         )
         .cookie("ory_kratos_session=s1")
         .setup(|kit, _| {
-            add_sessions(kit);
+            kit.add_sessions();
             kit.hydra
                 .add_login("login-sso", login_request(false, "", REQUEST_URL));
         })
@@ -296,7 +268,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         )
         .cookie("ory_kratos_session=s1")
         .setup(|kit, _| {
-            add_sessions(kit);
+            kit.add_sessions();
             kit.hydra.add_login(
                 "login-prompt",
                 login_request(false, "", &format!("{REQUEST_URL}&prompt=login")),
@@ -322,7 +294,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         Case::get("return-valid", Route::Return, return_query(&valid), 303)
             .cookie(binding.clone())
             .cookie("ory_kratos_session=s1")
-            .setup(|kit, _| add_sessions(kit))
+            .setup(|kit, _| kit.add_sessions())
             .redirects_to(HYDRA_NEXT),
         Case::get("return-missing-token", Route::Return, "", 400),
         Case::get(
@@ -333,7 +305,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         )
         .cookie(binding.clone())
         .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| add_sessions(kit)),
+        .setup(|kit, _| kit.add_sessions()),
         Case::get(
             "return-expired-token",
             Route::Return,
@@ -343,7 +315,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         .cookie(binding.clone())
         .cookie("ory_kratos_session=s1")
         .setup(|kit, _| {
-            add_sessions(kit);
+            kit.add_sessions();
             kit.advance(Duration::from_secs(601));
         }),
         Case::get(
@@ -353,7 +325,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
             403,
         )
         .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| add_sessions(kit)),
+        .setup(|kit, _| kit.add_sessions()),
         Case::get(
             "return-without-kratos-session",
             Route::Return,
@@ -371,7 +343,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         .cookie(binding.clone())
         .cookie("ory_kratos_session=s2")
         .setup(|kit, request| {
-            add_sessions(kit);
+            kit.add_sessions();
             pre_complete(kit, request, "sess-1", HYDRA_NEXT);
         }),
         Case::get(
@@ -383,7 +355,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         .cookie(binding.clone())
         .cookie("ory_kratos_session=s1")
         .setup(|kit, request| {
-            add_sessions(kit);
+            kit.add_sessions();
             pre_complete(
                 kit,
                 request,
@@ -401,7 +373,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         .cookie(binding.clone())
         .cookie("ory_kratos_session=s1")
         .setup(|kit, _| {
-            add_sessions(kit);
+            kit.add_sessions();
             kit.hydra.fail_accept("login-ok", UpstreamKind::Transient);
         }),
         Case::get(
@@ -413,7 +385,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         .cookie(binding.clone())
         .cookie("ory_kratos_session=s1")
         .setup(|kit, _| {
-            add_sessions(kit);
+            kit.add_sessions();
             kit.hydra.fail_accept("login-ok", UpstreamKind::Expired);
         })
         .redirects_to(REQUEST_URL),
@@ -519,7 +491,7 @@ fn cases(kit: &Kit) -> Vec<Case> {
         )
         .cookie("ory_kratos_session=s1")
         .setup(|kit, _| {
-            add_sessions(kit);
+            kit.add_sessions();
             kit.hydra.add_logout(
                 "logout-1",
                 LogoutRequest {
@@ -596,63 +568,14 @@ fn events_dir() -> PathBuf {
 }
 
 async fn run(kit: &Kit, route: Route, request: Request) -> Response<Body> {
+    use bridge::handlers::{consent, device, error_page, login, login_return, logout};
     match route {
-        Route::Login => {
-            let deps = super::login::LoginDeps {
-                config: kit.config.clone(),
-                hydra: kit.hydra.clone(),
-                kratos: kit.kratos.clone(),
-                tokens: kit.codec(),
-                clock: kit.clock(),
-            };
-            super::login::handle(request, &deps).await
-        }
-        Route::Return => {
-            let deps = super::login_return::ReturnDeps {
-                config: kit.config.clone(),
-                hydra: kit.hydra.clone(),
-                kratos: kit.kratos.clone(),
-                tokens: kit.codec(),
-                replay: kit.replay.clone(),
-                clock: kit.clock(),
-            };
-            super::login_return::handle(request, &deps).await
-        }
-        Route::Consent => {
-            let deps = super::consent::ConsentDeps {
-                config: kit.config.clone(),
-                hydra: kit.hydra.clone(),
-                keys: kit.keys(),
-            };
-            super::consent::handle(request, &deps).await
-        }
-        Route::Logout => {
-            let deps = super::logout::LogoutDeps {
-                config: kit.config.clone(),
-                hydra: kit.hydra.clone(),
-                kratos: kit.kratos.clone(),
-            };
-            super::logout::handle(request, &deps).await
-        }
-        Route::Device | Route::DeviceDone => {
-            let deps = super::device::DeviceDeps {
-                config: kit.config.clone(),
-                hydra: kit.hydra.clone(),
-                keys: kit.keys(),
-                attempts: std::sync::Arc::new(crate::attempts::MemoryAttemptCounter::default()),
-                clock: kit.clock(),
-            };
-            super::device::handle(request, &deps).await
-        }
-        Route::Error => {
-            super::error_page::handle(
-                request,
-                &super::error_page::ErrorDeps {
-                    kratos: kit.kratos.clone(),
-                },
-            )
-            .await
-        }
+        Route::Login => login::handle(request, &kit.login_deps()).await,
+        Route::Return => login_return::handle(request, &kit.return_deps()).await,
+        Route::Consent => consent::handle(request, &kit.consent_deps()).await,
+        Route::Logout => logout::handle(request, &kit.logout_deps()).await,
+        Route::Device | Route::DeviceDone => device::handle(request, &kit.device_deps()).await,
+        Route::Error => error_page::handle(request, &kit.error_deps()).await,
     }
 }
 
@@ -689,7 +612,7 @@ async fn every_event_fixture_goes_through_its_handler() {
     for name in &on_disk {
         assert!(
             names.contains(&name.as_str()),
-            "events/{name}.json has no case in handlers/events.rs"
+            "events/{name}.json has no case in shared/tests/events.rs"
         );
     }
 
@@ -717,7 +640,7 @@ async fn every_event_fixture_goes_through_its_handler() {
             .get("content-type")
             .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
         {
-            crate::response::tests::assert_secure_html(&response);
+            assert_secure_html(&response);
         }
     }
 }
