@@ -21,6 +21,7 @@ fn deps() -> &'static (ConsentDeps, FakeHydra) {
     DEPS.get_or_init(|| {
         let hydra = FakeHydra::default();
         let deps = ConsentDeps {
+            policy_hook: None,
             config: config(),
             hydra: Arc::new(hydra.clone()),
             keys: keys(),

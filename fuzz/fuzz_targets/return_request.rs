@@ -69,6 +69,7 @@ fn deps() -> &'static (ReturnDeps, FakeHydra, Arc<ResettableStore>) {
         let replay = Arc::new(ResettableStore::default());
         let config = config();
         let deps = ReturnDeps {
+            policy_hook: None,
             tokens: codec(&config),
             config,
             hydra: Arc::new(hydra.clone()),

@@ -27,12 +27,14 @@ fn state() -> &'static State {
                 ),
                 client_id: Some("app".to_owned()),
                 browser_binding: browser_binding_hash("binding"),
+                policy: None,
             },
             ReturnToPayload {
                 login_challenge: "chal.lenge~with/odd+chars=".to_owned(),
                 request_url: None,
                 client_id: None,
                 browser_binding: [0; 32],
+                policy: None,
             },
         ];
         for (i, payload) in payloads.iter().enumerate() {

@@ -57,6 +57,7 @@ fn payload() -> ReturnToPayload {
         request_url: Some(request_url),
         client_id: Some("demo-client".to_owned()),
         browser_binding: browser_binding_hash("binding-cookie-value"),
+        policy: None,
     }
 }
 

@@ -12,6 +12,7 @@ use crate::handlers::device::DeviceDeps;
 use crate::handlers::error_page::ErrorDeps;
 use crate::handlers::login::LoginDeps;
 use crate::handlers::logout::LogoutDeps;
+use crate::hook::{HttpPolicyHook, PolicyHook};
 use crate::hydra::HydraClient;
 use crate::keyset::KeySet;
 use crate::keysource::{KeySource, KeySourceError};
@@ -58,6 +59,22 @@ fn codec(config: &Config, keys: KeySet) -> Result<TokenCodec, StartupError> {
     )?)
 }
 
+/// The policy hook, once per cold start, when `BRIDGE_POLICY_HOOK_URL` is set; signed with the
+/// current key set entry's hook subkey.
+fn policy_hook(
+    config: &Config,
+    http: &reqwest::Client,
+    keys: &KeySet,
+) -> Option<Arc<dyn PolicyHook>> {
+    config.policy_hook.as_ref().map(|settings| {
+        Arc::new(HttpPolicyHook::new(
+            http.clone(),
+            settings,
+            keys.current().policy_hook_key().clone(),
+        )) as Arc<dyn PolicyHook>
+    })
+}
+
 /// Dependencies of the login entry function.
 pub async fn login() -> Result<LoginDeps, StartupError> {
     let Common { config, http } = common(Needs::default())?;
@@ -76,7 +93,9 @@ pub async fn login_return() -> Result<crate::handlers::login_return::ReturnDeps,
     let Common { config, http } = common(Needs { replay_table: true })?;
     let keys = keys(&http).await?;
     let replay = crate::dynamo::DynamoReplayStore::from_config(&config, http.clone())?;
+    let policy_hook = policy_hook(&config, &http, &keys);
     Ok(crate::handlers::login_return::ReturnDeps {
+        policy_hook,
         hydra: Arc::new(HydraClient::new(http.clone(), &config)),
         kratos: Arc::new(KratosClient::new(http, &config)),
         tokens: codec(&config, keys)?,
@@ -91,6 +110,7 @@ pub async fn consent() -> Result<ConsentDeps, StartupError> {
     let Common { config, http } = common(Needs::default())?;
     let keys = keys(&http).await?;
     Ok(ConsentDeps {
+        policy_hook: policy_hook(&config, &http, &keys),
         hydra: Arc::new(HydraClient::new(http, &config)),
         keys,
         config,

@@ -206,6 +206,10 @@ pub struct LoginContext {
     /// Claims released by each scope, already resolved from the identity.
     #[serde(default)]
     pub claims_by_scope: BTreeMap<String, Map<String, Value>>,
+    /// The traits the policy hook is sent (`BRIDGE_POLICY_HOOK_TRAITS`), for clients whose
+    /// policy asks the hook: consent asks it again and makes no Kratos call. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub hook_traits: Map<String, Value>,
 }
 
 impl LoginContext {
@@ -214,6 +218,7 @@ impl LoginContext {
         Self {
             identity_id: identity.id.clone(),
             claims_by_scope: mapping.resolve(identity),
+            hook_traits: Map::new(),
         }
     }
 

@@ -34,6 +34,18 @@ pub struct OAuth2Client {
     /// Hydra only stores this; the consent app must act on it (first-party clients).
     #[serde(default)]
     pub skip_consent: Option<bool>,
+    /// Free-form client metadata; the bridge reads its per-client policy from `bridge` inside
+    /// it (see [`crate::policy`]), so the policy is managed with the client itself.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+}
+
+/// The OpenID Connect parameters of the authorization request, as far as the policy needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OidcContext {
+    /// `acr_values` the client asked for (`aal2` raises the required assurance level).
+    #[serde(default)]
+    pub acr_values: Vec<String>,
 }
 
 /// A login request (`GET /admin/oauth2/auth/requests/login`).
@@ -54,9 +66,25 @@ pub struct LoginRequest {
     /// The subject Hydra remembers when `skip` is true.
     #[serde(default)]
     pub subject: String,
+    /// The OpenID Connect parameters (`acr_values`); Hydra omits it for plain OAuth2.
+    #[serde(default)]
+    pub oidc_context: Option<OidcContext>,
 }
 
 impl LoginRequest {
+    /// What the authorization request asked for in assurance: `acr_values` and `max_age`, for
+    /// the per-client policy.
+    pub fn requested_assurance(&self) -> crate::policy::RequestedAssurance {
+        crate::policy::RequestedAssurance {
+            acr_values: self
+                .oidc_context
+                .as_ref()
+                .map(|c| c.acr_values.clone())
+                .unwrap_or_default(),
+            max_age: self.max_age(),
+        }
+    }
+
     /// A parameter of the original authorization request (`prompt`, `max_age`).
     pub fn authorization_parameter(&self, name: &str) -> Option<String> {
         let url = Url::parse(&self.request_url)
@@ -129,6 +157,12 @@ pub struct ConsentRequest {
     /// The subject.
     #[serde(default)]
     pub subject: String,
+    /// The `acr` the login was accepted with, for the policy hook.
+    #[serde(default)]
+    pub acr: Option<String>,
+    /// The `amr` the login was accepted with, for the policy hook.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 impl ConsentRequest {
@@ -434,9 +468,11 @@ mod tests {
             .and(header("x-gateway-key", "k"))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
                 "challenge": "c+/=1", "skip": false, "subject": "",
-                "client": {"client_id": "app", "skip_consent": true},
+                "client": {"client_id": "app", "skip_consent": true,
+                           "metadata": {"bridge": {"version": 1, "required_aal": "aal2"}}},
                 "request_url": "http://hydra/oauth2/auth?prompt=login%20consent&max_age=60",
-                "requested_scope": ["openid"]
+                "requested_scope": ["openid"],
+                "oidc_context": {"acr_values": ["aal2"], "ui_locales": []}
             })))
             .mount(&server)
             .await;
@@ -452,6 +488,17 @@ mod tests {
         assert!(login.forces_login());
         assert_eq!(login.max_age(), Some(60));
         assert_eq!(login.client.skip_consent, Some(true));
+        assert_eq!(
+            login
+                .client
+                .metadata
+                .as_ref()
+                .and_then(|m| m.pointer("/bridge/required_aal")),
+            Some(&serde_json::json!("aal2"))
+        );
+        let assurance = login.requested_assurance();
+        assert_eq!(assurance.acr_values, vec!["aal2".to_owned()]);
+        assert_eq!(assurance.max_age, Some(60));
         let accept = AcceptLogin {
             subject: "u1".to_owned(),
             remember: true,

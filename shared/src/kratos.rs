@@ -7,6 +7,7 @@ use url::Url;
 
 use crate::config::{AdminHeader, Config};
 use crate::identity::KratosSession;
+use crate::policy::Aal;
 use crate::upstream::{self, Upstream, UpstreamError};
 
 /// The Kratos operations the functions need.
@@ -113,8 +114,9 @@ impl KratosApi for KratosClient {
 }
 
 /// Kratos' browser login flow, returning to `return_to`; `refresh=true` makes Kratos ask for
-/// credentials again even when a session exists (`prompt=login`).
-pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url {
+/// credentials again even when a session exists (`prompt=login`, a disallowed method, `max_age`),
+/// and `aal=aal2` asks the signed-in user for the second factor (a client's policy).
+pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool, aal: Option<Aal>) -> Url {
     let mut url = config.kratos_browser_url.clone();
     let prefix = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("{prefix}/self-service/login/browser"));
@@ -123,6 +125,9 @@ pub fn kratos_login_url(config: &Config, return_to: &Url, refresh: bool) -> Url 
         query.clear();
         if refresh {
             query.append_pair("refresh", "true");
+        }
+        if let Some(aal) = aal {
+            query.append_pair("aal", aal.as_str());
         }
         query.append_pair("return_to", return_to.as_str());
     }

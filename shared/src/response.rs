@@ -156,6 +156,17 @@ pub enum Failure {
     NotFound,
     /// Our own bug; never caused by input.
     Internal,
+    /// The client's sign-in policy (Hydra `metadata.bridge`) cannot be used. 500, not 400: the
+    /// person signing in did nothing wrong and cannot fix it, the operator who registered the
+    /// client must; and never a silent fallback to the defaults, which would weaken exactly the
+    /// clients that asked for more.
+    ClientPolicyInvalid,
+    /// The client's policy refused this sign-in (a grant outside its allow-list, or the policy
+    /// hook said no); `reason` is the hook's words, shown escaped, when it gave some.
+    PolicyDenied {
+        /// The hook's reason, already cleaned and cut by [`crate::hook`].
+        reason: Option<String>,
+    },
     /// An upstream call failed: the page it becomes, with the log line that records why. The
     /// line is written when the failure is rendered, so it is written once, whichever route
     /// mapped it (see `handlers::FailurePolicy`).
@@ -281,7 +292,8 @@ impl Failure {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal | Self::ClientPolicyInvalid => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::PolicyDenied { .. } => StatusCode::FORBIDDEN,
         }
     }
 
@@ -300,6 +312,8 @@ impl Failure {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotFound => "not_found",
             Self::Internal => "internal_error",
+            Self::ClientPolicyInvalid => "client_policy_invalid",
+            Self::PolicyDenied { .. } => "access_denied",
         }
     }
 
@@ -332,6 +346,14 @@ impl Failure {
             Self::MethodNotAllowed => ("Method not allowed", "This address does not accept this kind of request."),
             Self::NotFound => ("Not found", "There is nothing at this address."),
             Self::Internal => ("Something went wrong", "An unexpected error occurred. Please try again."),
+            Self::ClientPolicyInvalid => (
+                "This application cannot sign you in",
+                "This application's sign-in settings are invalid. Please contact the application's support; trying again will not help.",
+            ),
+            Self::PolicyDenied { .. } => (
+                "Sign-in refused",
+                "This application does not allow this sign-in.",
+            ),
         }
     }
 
@@ -363,13 +385,17 @@ impl Failure {
     fn render(self, wants_json: bool) -> Response<Body> {
         let status = self.status();
         let (title, message) = self.texts();
+        let detail = match &self {
+            Self::PolicyDenied { reason } => reason.as_deref(),
+            _ => None,
+        };
         let mut response = if wants_json {
             json(
                 status,
-                &serde_json::json!({"error": self.code(), "error_description": message}),
+                &serde_json::json!({"error": self.code(), "error_description": detail.unwrap_or(message)}),
             )
         } else {
-            message_page(status, title, message, None, self.action(), None)
+            message_page(status, title, message, detail, self.action(), None)
         };
         if matches!(self, Self::Unavailable { .. } | Self::InProgress { .. }) {
             response
@@ -416,6 +442,10 @@ mod tests {
             Failure::MethodNotAllowed,
             Failure::NotFound,
             Failure::Internal,
+            Failure::ClientPolicyInvalid,
+            Failure::PolicyDenied {
+                reason: Some("<b>not today</b>".to_owned()),
+            },
         ];
         for failure in failures {
             let status = failure.status();

@@ -125,6 +125,7 @@ fn consent_request(client_id: &str, skip: bool, skip_consent: Option<bool>) -> C
         skip,
         request_url: String::new(),
         subject: "ident-1".to_owned(),
+        ..ConsentRequest::default()
     }
 }
 

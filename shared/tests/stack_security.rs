@@ -207,6 +207,7 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
         config.hydra_public_url.as_str().trim_end_matches('/')
     ));
     let deps = Arc::new(login_return::ReturnDeps {
+        policy_hook: None,
         tokens: codec(&config, stack.keys()),
         hydra: hydra.clone(),
         kratos: Arc::new(FakeKratos::numbered()),
@@ -226,6 +227,7 @@ async fn replay_race_on_moto_has_one_winner_per_round() {
                 request_url: None,
                 client_id: Some("race".to_owned()),
                 browser_binding: browser_binding_hash(binding),
+                policy: None,
             };
             let token = deps
                 .tokens
@@ -739,6 +741,7 @@ impl Rig {
                 real_kratos,
             } => {
                 let deps = login_return::ReturnDeps {
+                    policy_hook: None,
                     kratos: self.kratos(&config, *real_kratos),
                     tokens: codec(&config, self.stack.keys()),
                     replay: Arc::new(
@@ -756,6 +759,7 @@ impl Rig {
             }
             Call::ConsentGet { challenge } => {
                 let deps = consent::ConsentDeps {
+                    policy_hook: None,
                     keys: self.stack.keys(),
                     hydra,
                     config,
@@ -768,6 +772,7 @@ impl Rig {
             }
             Call::ConsentPost { form, cookie } => {
                 let deps = consent::ConsentDeps {
+                    policy_hook: None,
                     keys: self.stack.keys(),
                     hydra,
                     config,
@@ -897,6 +902,7 @@ async fn scenario(rig: &Rig, step: Step, upstream: Up) -> Call {
                         request_url: Some(request_url),
                         client_id: Some("demo-third-party".to_owned()),
                         browser_binding: browser_binding_hash(binding),
+                        policy: None,
                     },
                     SystemTime::now(),
                 )

@@ -11,12 +11,16 @@ use std::sync::Arc;
 use askama::Template;
 use lambda_http::{Body, Request, Response};
 
-use super::{checked_form, form_guard, hydra_redirect, respond, CheckedForm, FailurePolicy};
+use super::{
+    ask_policy_hook, checked_form, form_guard, hydra_redirect, respond, CheckedForm, FailurePolicy,
+};
 use crate::claims::LoginContext;
 use crate::config::Config;
+use crate::hook::{HookClient, HookRequest, PolicyHook, Stage};
 use crate::hydra::{AcceptConsent, ConsentRequest, ConsentSession, HydraAdmin, RejectRequest};
 use crate::keyset::KeySet;
 use crate::logging::flow_id;
+use crate::policy::{log_decision, ClientPolicy, Rule};
 use crate::request;
 use crate::response::{render_page, see_other, stylesheet, Failure};
 
@@ -28,6 +32,9 @@ pub struct ConsentDeps {
     pub hydra: Arc<dyn HydraAdmin>,
     /// Keys for the CSRF tokens.
     pub keys: KeySet,
+    /// The policy hook, built at cold start when `BRIDGE_POLICY_HOOK_URL` is set; asked only
+    /// for clients whose policy says `hook`.
+    pub policy_hook: Option<Arc<dyn PolicyHook>>,
 }
 
 /// Handles `GET` and `POST /consent`.
@@ -85,6 +92,7 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         .consent_request(&challenge)
         .await
         .map_err(|e| consent_failure(request).failure(Some(&flow), e))?;
+    let policy = allowed_grant(&deps.config, &consent)?;
 
     let first_party = consent.client.skip_consent == Some(true)
         || deps
@@ -96,7 +104,10 @@ async fn show(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>, F
         let grant = consent.requested_scope.clone();
         // A remembered consent stays remembered; a first-party grant is remembered per settings.
         let remember = !consent.skip && deps.config.remember;
-        return accept(deps, &challenge, &flow, &consent, grant, remember, request).await;
+        return accept(
+            deps, &challenge, &consent, &policy, grant, remember, request,
+        )
+        .await;
     }
 
     let guard = form_guard(request, &deps.config, &deps.keys, "consent", &challenge)?;
@@ -148,6 +159,7 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
         .consent_request(&challenge)
         .await
         .map_err(|e| consent_failure(request).failure(Some(&flow), e))?;
+    let policy = allowed_grant(&deps.config, &consent)?;
     if form.single("action", 16)? != Some("allow") {
         let reject = RejectRequest {
             error: "access_denied".to_owned(),
@@ -180,15 +192,36 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
         .cloned()
         .collect();
     let remember = form.single("remember", 8)? == Some("true");
-    accept(deps, &challenge, &flow, &consent, grant, remember, request).await
+    accept(
+        deps, &challenge, &consent, &policy, grant, remember, request,
+    )
+    .await
+}
+
+/// The client's policy, once the request is within its allow-lists. Checked on the page, on the
+/// form and before any `skip`, so a scope or audience outside the lists is never granted, not
+/// even when Hydra remembers an earlier consent.
+fn allowed_grant(config: &Config, consent: &ConsentRequest) -> Result<ClientPolicy, Failure> {
+    let policy = super::client_policy(config, &consent.client)?;
+    let client_id = consent.client.client_id.as_str();
+    match policy.check_grant(
+        &consent.requested_scope,
+        &consent.requested_access_token_audience,
+    ) {
+        Ok(()) => Ok(policy),
+        Err(rule) => {
+            log_decision(client_id, Stage::Consent.as_str(), rule, "deny");
+            Err(Failure::PolicyDenied { reason: None })
+        }
+    }
 }
 
 /// Accepts with `grant` (already a subset of the requested scopes) and the matching claims.
 async fn accept(
     deps: &ConsentDeps,
     challenge: &str,
-    flow: &str,
     consent: &ConsentRequest,
+    policy: &ClientPolicy,
     grant: Vec<String>,
     remember: bool,
     request: &Request,
@@ -198,9 +231,49 @@ async fn accept(
         .clone()
         .and_then(|c| serde_json::from_value(c).ok())
         .unwrap_or_default();
+    let flow = &flow_id(challenge);
+    let mut id_token = context.id_token_claims(grant.iter().map(String::as_str));
+    if policy.hook {
+        let hook_request = HookRequest {
+            stage: Stage::Consent,
+            subject: consent.subject.clone(),
+            client: HookClient {
+                client_id: consent.client.client_id.clone(),
+                client_name: consent.client.client_name.clone(),
+            },
+            amr: consent.amr.clone(),
+            acr: consent.acr.clone(),
+            requested_scope: consent.requested_scope.clone(),
+            requested_audience: consent.requested_access_token_audience.clone(),
+            traits: context.hook_traits.clone(),
+            request_id: flow.to_owned(),
+        };
+        // Retried through the page: a form cannot be re-sent by a link.
+        let mut retry = deps.config.endpoint("consent");
+        retry
+            .query_pairs_mut()
+            .append_pair("consent_challenge", challenge);
+        let claims = ask_policy_hook(
+            deps.policy_hook.as_deref(),
+            &hook_request,
+            flow,
+            retry.to_string(),
+        )
+        .await?;
+        // Every name is inside the configured namespace (checked by the hook client), so the
+        // hook cannot replace a claim the scopes released.
+        id_token.extend(claims);
+    } else if *policy != ClientPolicy::default() {
+        log_decision(
+            &consent.client.client_id,
+            Stage::Consent.as_str(),
+            Rule::Satisfied,
+            "accept",
+        );
+    }
     let body = AcceptConsent {
         session: ConsentSession {
-            id_token: context.id_token_claims(grant.iter().map(String::as_str)),
+            id_token,
             access_token: serde_json::Map::new(),
         },
         grant_access_token_audience: consent.requested_access_token_audience.clone(),
@@ -300,6 +373,7 @@ mod tests {
             skip,
             request_url: String::new(),
             subject: "ident-1".to_owned(),
+            ..ConsentRequest::default()
         }
     }
 

@@ -19,10 +19,12 @@ use crate::config::Config;
 use crate::hydra::{AcceptLogin, HydraAdmin, LoginRequest};
 use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
+use crate::policy::{Aal, ClientPolicy};
 use crate::random::random_token;
 use crate::request;
 use crate::response::{see_other, Failure};
-use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
+use crate::token::{browser_binding_hash, ReturnToPayload, SealedPolicy, TokenCodec};
+use url::Url;
 
 /// What login entry needs, built once at cold start.
 pub struct LoginDeps {
@@ -56,7 +58,13 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         .await
         .map_err(|e| login_request_failure(request).failure(Some(&flow), e))?;
 
-    if login.skip {
+    let policy = super::client_policy(&deps.config, &login.client)?;
+    let sealed_policy = sealed_policy(&policy, &login);
+
+    // A client with a policy never takes Hydra's shortcut: Hydra remembers a login made for
+    // another client, perhaps at a lower level or with another method, so the login goes
+    // through the return function, which checks the Kratos session against the policy.
+    if login.skip && sealed_policy.is_none() {
         tracing::info!(flow = %flow, event = "login_skipped", client_id = %login.client.client_id, "Hydra remembers the user");
         let accept = AcceptLogin {
             subject: login.subject.clone(),
@@ -77,6 +85,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
         request_url: Some(login.request_url.clone()).filter(|u| !u.is_empty()),
         client_id: Some(login.client.client_id.clone()).filter(|c| !c.is_empty()),
         browser_binding: browser_binding_hash(&binding),
+        policy: sealed_policy,
     };
     let sealed = deps.tokens.seal(&payload, (deps.clock)()).map_err(|e| {
         tracing::error!(flow = %flow, event = "token_seal_failed", error = %e, "cannot seal the return_to token");
@@ -84,6 +93,9 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
     })?;
     let mut return_to = deps.config.return_url();
     return_to.query_pairs_mut().append_pair("t", &sealed.token);
+    if let Some(methods) = &policy.allowed_methods {
+        append_methods_hint(&mut return_to, methods.iter().map(String::as_str));
+    }
     let next = if single_sign_on {
         tracing::info!(
             flow = %flow,
@@ -101,7 +113,7 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
             return_to_bytes = return_to.as_str().len(),
             "sending the browser to the Kratos login flow"
         );
-        kratos_login_url(&deps.config, &return_to, login.forces_login())
+        kratos_login_url(&deps.config, &return_to, login.forces_login(), None)
     };
     let cookie = set_cookie(
         &deps.config,
@@ -111,6 +123,38 @@ async fn run(request: &Request, deps: &LoginDeps) -> Result<Response<Body>, Fail
     );
     Ok(see_other(&next, &[cookie]))
 }
+
+/// What the return function must enforce, or `None` when there is nothing to enforce (no
+/// policy, no `acr_values` above aal1, no `max_age`): such logins work exactly as before.
+fn sealed_policy(policy: &ClientPolicy, login: &LoginRequest) -> Option<SealedPolicy> {
+    let requested = login.requested_assurance();
+    let required_aal = policy.needed_aal(&requested);
+    let enforce = required_aal > Aal::Aal1
+        || policy.allowed_methods.is_some()
+        || policy.hook
+        || requested.max_age.is_some();
+    enforce.then(|| SealedPolicy {
+        required_aal,
+        allowed_methods: policy
+            .allowed_methods
+            .as_ref()
+            .map(|methods| methods.iter().cloned().collect()),
+        max_age: requested.max_age,
+        hook: policy.hook,
+    })
+}
+
+/// Adds `bridge_methods=oidc,code` to the return URL: the login site reads the Kratos flow's
+/// `return_to` and shows only these first factors. A hint only; the return function enforces.
+pub(crate) fn append_methods_hint<'a>(return_to: &mut Url, methods: impl Iterator<Item = &'a str>) {
+    let joined = methods.collect::<Vec<_>>().join(",");
+    return_to
+        .query_pairs_mut()
+        .append_pair(METHODS_HINT_PARAMETER, &joined);
+}
+
+/// The return URL's query parameter that carries the allowed first factors to the login site.
+pub const METHODS_HINT_PARAMETER: &str = "bridge_methods";
 
 /// Whether the browser has a Kratos session single sign-on may use: the client did not ask for
 /// a fresh login and the authentication is recent enough for its `max_age`. A Kratos failure

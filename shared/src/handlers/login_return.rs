@@ -13,21 +13,28 @@ use std::sync::Arc;
 use lambda_http::{Body, Request, Response};
 use url::Url;
 
+use super::login::append_methods_hint;
 use super::{
-    accept_from_session, binding_cookie_name, hydra_redirect, on_hydra_origin, respond,
-    FailurePolicy,
+    accept_from_session, ask_policy_hook, binding_cookie_name, hook_traits, hydra_redirect,
+    on_hydra_origin, respond, with_hook_traits, FailurePolicy,
 };
 use crate::clock::{epoch_seconds, Clock};
 use crate::config::Config;
 use crate::digest::sha256_hex;
+use crate::hook::{HookClient, HookRequest, PolicyHook, Stage};
 use crate::hydra::HydraAdmin;
 use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
+use crate::policy::{
+    log_decision, Aal, ClientPolicy, LoginDecision, RequestedAssurance, Rule, SessionFacts,
+};
 use crate::random::random_token;
 use crate::replay::{Claim, ClaimOutcome, ReplayStore};
 use crate::request;
 use crate::response::{see_other, Failure};
-use crate::token::{browser_binding_matches, OpenedToken, TokenCodec, TokenError, MAX_TOKEN_CHARS};
+use crate::token::{
+    browser_binding_matches, OpenedToken, SealedPolicy, TokenCodec, TokenError, MAX_TOKEN_CHARS,
+};
 use crate::upstream::UpstreamError;
 
 /// What the return function needs, built once at cold start.
@@ -44,6 +51,9 @@ pub struct ReturnDeps {
     pub replay: Arc<dyn ReplayStore>,
     /// Current time.
     pub clock: Clock,
+    /// The policy hook, built at cold start when `BRIDGE_POLICY_HOOK_URL` is set; asked only
+    /// for clients whose policy says `hook`.
+    pub policy_hook: Option<Arc<dyn PolicyHook>>,
 }
 
 /// Handles `GET /login/return`.
@@ -96,16 +106,79 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         // Kratos has no session for this browser (the login was abandoned, or the cookie did not
         // reach us): send the browser through the login flow again with the same return link.
         tracing::info!(flow = %flow, event = "no_kratos_session", "restarting the Kratos login flow");
-        let mut return_to = deps.config.return_url();
-        return_to.query_pairs_mut().append_pair("t", raw_token);
+        let return_to = return_link(&deps.config, raw_token, token.payload.policy.as_ref());
         return Ok(see_other(
-            &kratos_login_url(&deps.config, &return_to, false),
+            &kratos_login_url(&deps.config, &return_to, false, None),
             &[],
         ));
     };
 
     // The token opened, so the clock is after 1970.
     let now_seconds = epoch_seconds(now).unwrap_or(0);
+
+    // The policy is enforced before the claim: the token is single-use, and a login sent back
+    // to Kratos (or refused) must still be able to come back with the same link.
+    let mut accept = accept_from_session(&deps.config, &session);
+    if let Some(policy) = &token.payload.policy {
+        let client_id = token.payload.client_id.as_deref().unwrap_or("");
+        let facts = SessionFacts {
+            aal: Aal::from_kratos(session.authenticator_assurance_level.as_deref()),
+            methods: session
+                .authentication_methods
+                .iter()
+                .map(|m| m.method.as_str())
+                .collect(),
+            authenticated_at: session
+                .seconds_since_authentication(now)
+                .map(|age| now_seconds.saturating_sub(age)),
+        };
+        match policy_decision(policy).decide_login(
+            &facts,
+            &requested_assurance(policy),
+            now_seconds,
+        ) {
+            LoginDecision::SignInAgain { refresh, aal, rule } => {
+                log_decision(client_id, Stage::Login.as_str(), rule, "sign_in_again");
+                let return_to = return_link(&deps.config, raw_token, Some(policy));
+                tracing::info!(flow = %flow, event = "policy_sign_in_again", client_id, refresh, aal = aal.map(Aal::as_str), "sending the browser back to Kratos");
+                return Ok(see_other(
+                    &kratos_login_url(&deps.config, &return_to, refresh, aal),
+                    &[],
+                ));
+            }
+            LoginDecision::Accept { acr } => {
+                log_decision(client_id, Stage::Login.as_str(), Rule::Satisfied, "accept");
+                accept.acr = Some(acr.as_str().to_owned());
+            }
+        }
+        if policy.hook {
+            let hook_request = HookRequest {
+                stage: Stage::Login,
+                subject: session.identity.id.clone(),
+                client: HookClient {
+                    client_id: client_id.to_owned(),
+                    client_name: None,
+                },
+                amr: accept.amr.clone(),
+                acr: accept.acr.clone(),
+                requested_scope: Vec::new(),
+                requested_audience: Vec::new(),
+                traits: hook_traits(&deps.config, &session),
+                request_id: flow.clone(),
+            };
+            // A login answer's claims are checked by the hook client and not used: the ID
+            // token is made at consent, which asks the hook again.
+            ask_policy_hook(
+                deps.policy_hook.as_deref(),
+                &hook_request,
+                &flow,
+                request::same_link(request),
+            )
+            .await?;
+            with_hook_traits(&mut accept, &hook_request.traits);
+        }
+    }
+
     let claim = Claim {
         key: sha256_hex(&token.jti),
         session_hash: sha256_hex(&session.id),
@@ -145,7 +218,6 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         }
     }
 
-    let accept = accept_from_session(&deps.config, &session);
     let answer = match deps
         .hydra
         .accept_login(&token.payload.login_challenge, &accept)
@@ -192,6 +264,40 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         "login accepted after Kratos"
     );
     Ok(see_other(&next, &[]))
+}
+
+/// This function's own link for `raw_token`, with the login site's methods hint when the policy
+/// restricts first factors: what Kratos returns to after another round.
+fn return_link(config: &Config, raw_token: &str, policy: Option<&SealedPolicy>) -> Url {
+    let mut return_to = config.return_url();
+    return_to.query_pairs_mut().append_pair("t", raw_token);
+    if let Some(methods) = policy.and_then(|p| p.allowed_methods.as_ref()) {
+        append_methods_hint(&mut return_to, methods.iter().map(String::as_str));
+    }
+    return_to
+}
+
+/// The sealed policy as a [`ClientPolicy`] for [`ClientPolicy::decide_login`]: the level it
+/// holds is already the higher of the client's and the request's.
+fn policy_decision(sealed: &SealedPolicy) -> ClientPolicy {
+    ClientPolicy {
+        required_aal: Some(sealed.required_aal),
+        allowed_methods: sealed
+            .allowed_methods
+            .as_ref()
+            .map(|methods| methods.iter().cloned().collect()),
+        hook: sealed.hook,
+        ..ClientPolicy::default()
+    }
+}
+
+/// The request's assurance as sealed at login entry (`acr_values` are already folded into the
+/// sealed level).
+fn requested_assurance(sealed: &SealedPolicy) -> RequestedAssurance {
+    RequestedAssurance {
+        acr_values: Vec::new(),
+        max_age: sealed.max_age,
+    }
 }
 
 /// The `method` of a `login_accepted` line and the `Method` dimension of the `LoginAccepted`
@@ -397,6 +503,7 @@ mod tests {
                         request_url: None,
                         client_id: None,
                         browser_binding: browser_binding_hash(BINDING),
+                        policy: None,
                     },
                     kit.now(),
                 )
@@ -418,6 +525,7 @@ mod tests {
                         request_url: None,
                         client_id: None,
                         browser_binding: browser_binding_hash(BINDING),
+                        policy: None,
                     },
                     kit.now(),
                 )
@@ -486,6 +594,7 @@ mod tests {
                     request_url: None,
                     client_id: None,
                     browser_binding: browser_binding_hash(BINDING),
+                    policy: None,
                 },
                 kit.now(),
             )

@@ -14,10 +14,13 @@ use url::Url;
 
 use crate::claims::{authentication_references, LoginContext};
 use crate::config::Config;
-use crate::hydra::{AcceptLogin, RedirectTo};
+use crate::hook::{selected_traits, HookDecision, HookRequest, PolicyHook};
+use crate::hydra::{AcceptLogin, OAuth2Client, RedirectTo};
 use crate::identity::KratosSession;
+use crate::policy::{self, ClientPolicy, Rule};
 use crate::response::{Failure, UpstreamFailure};
 use crate::upstream::UpstreamError;
+use serde_json::{Map, Value};
 
 /// Turns a handler's outcome into the response, in the one place where failures are rendered.
 pub(crate) fn respond(
@@ -118,6 +121,81 @@ impl FailurePolicy {
     }
 }
 
+/// The client's policy, or the page that says its settings are broken. One `client_policy_invalid`
+/// line names the client and the problem (field names only, never values) so the operator can
+/// fix the registration; the sign-in is refused, never run under the defaults.
+pub(crate) fn client_policy(
+    config: &Config,
+    client: &OAuth2Client,
+) -> Result<ClientPolicy, Failure> {
+    let policy = config
+        .policy_defaults
+        .for_client(client.metadata.as_ref())
+        .map_err(|error| policy_refused(&client.client_id, &error.to_string()))?;
+    if policy.hook && config.policy_hook.is_none() {
+        return Err(policy_refused(
+            &client.client_id,
+            "the policy asks for the policy hook (\"hook\": true) but BRIDGE_POLICY_HOOK_URL is not set",
+        ));
+    }
+    Ok(policy)
+}
+
+fn policy_refused(client_id: &str, problem: &str) -> Failure {
+    tracing::error!(
+        event = "client_policy_invalid",
+        client_id,
+        problem,
+        "the client's sign-in policy (metadata.bridge) cannot be used; sign-in refused"
+    );
+    Failure::ClientPolicyInvalid
+}
+
+/// Asks the policy hook about one acceptance and turns its answer into the flow's next step: the
+/// claims to add on allow, the refusal page (403, with the hook's reason) on deny, and the 503
+/// with `retry` when it gave no usable answer (fail closed; the `policy_hook_failed` line counts
+/// as an upstream failure). One `policy_decision` line either way.
+pub(crate) async fn ask_policy_hook(
+    hook: Option<&dyn PolicyHook>,
+    hook_request: &HookRequest,
+    flow: &str,
+    retry: String,
+) -> Result<Map<String, Value>, Failure> {
+    let client_id = hook_request.client.client_id.as_str();
+    let stage = hook_request.stage;
+    let Some(hook) = hook else {
+        // `client_policy` refuses `hook: true` without a hook URL, and cold start builds the hook
+        // whenever the URL is set; getting here is a wiring bug, refused like a broken policy.
+        return Err(policy_refused(
+            client_id,
+            "the policy asks for the policy hook but none was built at cold start",
+        ));
+    };
+    match hook.decide(hook_request).await {
+        Ok(decision) => {
+            policy::log_decision(client_id, stage.as_str(), Rule::Hook, decision.outcome());
+            match decision {
+                HookDecision::Allow { claims } => Ok(claims),
+                HookDecision::Deny { reason } => Err(Failure::PolicyDenied { reason }),
+            }
+        }
+        Err(error) => {
+            policy::log_decision(
+                client_id,
+                stage.as_str(),
+                Rule::HookUnavailable,
+                "unavailable",
+            );
+            Err(FailurePolicy::dependency(
+                "policy_hook_failed",
+                "the policy hook gave no usable answer; failing closed",
+                Some(retry),
+            )
+            .failure(Some(flow), UpstreamError::from(error)))
+        }
+    }
+}
+
 /// Hydra's `redirect_to`, only if it points at Hydra's configured public origin: the functions
 /// must never become an open redirect, even if Hydra (or something pretending to be Hydra)
 /// answers with a foreign URL.
@@ -156,6 +234,26 @@ pub(crate) fn accept_from_session(config: &Config, session: &KratosSession) -> A
         amr,
         context: serde_json::to_value(context).ok(),
         identity_provider_session_id: Some(session.id.clone()),
+    }
+}
+
+/// The identity traits the policy hook may see (`BRIDGE_POLICY_HOOK_TRAITS`), and no others.
+pub(crate) fn hook_traits(config: &Config, session: &KratosSession) -> Map<String, Value> {
+    config
+        .policy_hook
+        .as_ref()
+        .map(|hook| selected_traits(&session.identity.traits, &hook.traits))
+        .unwrap_or_default()
+}
+
+/// Keeps the hook's traits in the login `context`, so consent can send them to the hook again
+/// without calling Kratos.
+pub(crate) fn with_hook_traits(accept: &mut AcceptLogin, traits: &Map<String, Value>) {
+    if traits.is_empty() {
+        return;
+    }
+    if let Some(Value::Object(context)) = accept.context.as_mut() {
+        context.insert("hook_traits".to_owned(), Value::Object(traits.clone()));
     }
 }
 

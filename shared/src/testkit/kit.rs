@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use super::crypto::install_attacker_toolkit;
+use super::hook::FakePolicyHook;
 use super::hydra::FakeHydra;
 use super::kratos::{session, FakeKratos};
 use super::setup::{self, SESSION_COOKIE};
@@ -12,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::digest::sha256_hex;
 use crate::handlers::{consent, device, error_page, login, login_return, logout};
+use crate::hook::PolicyHook;
 use crate::keyset::KeySet;
 use crate::replay::{Claim, MemoryReplayStore};
 use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
@@ -26,6 +28,9 @@ pub struct Kit {
     pub kratos: Arc<FakeKratos>,
     /// The replay store of the return handler.
     pub replay: Arc<MemoryReplayStore>,
+    /// The policy hook the return and consent handlers ask, when `config.policy_hook` is set
+    /// (as cold start builds one only then).
+    pub hook: Arc<FakePolicyHook>,
     now: Arc<Mutex<SystemTime>>,
 }
 
@@ -45,6 +50,7 @@ impl Kit {
             hydra: Arc::new(FakeHydra::default()),
             kratos: Arc::new(FakeKratos::default()),
             replay: Arc::new(MemoryReplayStore::default()),
+            hook: Arc::new(FakePolicyHook::default()),
             now: Arc::new(Mutex::new(setup::now())),
         }
     }
@@ -80,6 +86,7 @@ impl Kit {
             request_url: Some(request_url.to_owned()),
             client_id: Some("app".to_owned()),
             browser_binding: browser_binding_hash(binding),
+            policy: None,
         };
         self.codec().seal(&payload, self.now()).expect("seal").token
     }
@@ -115,6 +122,13 @@ impl Kit {
         let now = self.now.clone();
         Arc::new(move || *now.lock().unwrap_or_else(PoisonError::into_inner))
     }
+    /// The hook handlers get: this kit's fake, when the configuration names a hook.
+    pub fn policy_hook(&self) -> Option<Arc<dyn PolicyHook>> {
+        self.config
+            .policy_hook
+            .as_ref()
+            .map(|_| self.hook.clone() as Arc<dyn PolicyHook>)
+    }
     /// What the login entry handler needs, on this kit.
     pub fn login_deps(&self) -> login::LoginDeps {
         login::LoginDeps {
@@ -134,6 +148,7 @@ impl Kit {
             tokens: self.codec(),
             replay: self.replay.clone(),
             clock: self.clock(),
+            policy_hook: self.policy_hook(),
         }
     }
     /// What the consent handler needs, on this kit.
@@ -142,6 +157,7 @@ impl Kit {
             config: self.config.clone(),
             hydra: self.hydra.clone(),
             keys: self.keys(),
+            policy_hook: self.policy_hook(),
         }
     }
     /// What the logout handler needs, on this kit.

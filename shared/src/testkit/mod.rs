@@ -8,6 +8,7 @@
 
 mod assert;
 mod crypto;
+mod hook;
 mod hydra;
 mod kit;
 mod kratos;
@@ -18,6 +19,7 @@ mod store;
 
 pub use assert::*;
 pub use crypto::*;
+pub use hook::*;
 pub use hydra::*;
 pub use kit::*;
 pub use kratos::*;

@@ -60,6 +60,7 @@ pub fn login_request(skip: bool, subject: &str, request_url: &str) -> LoginReque
         requested_scope: vec!["openid".to_owned(), "email".to_owned()],
         skip,
         subject: subject.to_owned(),
+        ..LoginRequest::default()
     }
 }
 
@@ -86,5 +87,6 @@ pub fn third_party_consent(skip: bool, scopes: &[&str]) -> ConsentRequest {
         skip,
         request_url: String::new(),
         subject: "ident-1".to_owned(),
+        ..ConsentRequest::default()
     }
 }

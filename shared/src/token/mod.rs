@@ -45,7 +45,7 @@ mod payload;
 #[cfg(test)]
 mod tests;
 
-pub use payload::ReturnToPayload;
+pub use payload::{ReturnToPayload, SealedPolicy};
 
 /// Tokens longer than this are refused before any parsing, so an attacker cannot make the
 /// function base64-decode, parse or inflate megabytes. Browsers and proxies handle URLs of this

@@ -14,6 +14,7 @@ use chacha20poly1305::{Tag, XNonce};
 
 use super::TokenError;
 use crate::keyset::Key;
+use crate::policy::Aal;
 
 /// Upper bound on the inflated tail; far above any real `request_url`, it only stops a
 /// decompression bomb from a holder of the key (e.g. a bug elsewhere) from exhausting memory.
@@ -35,8 +36,35 @@ pub(super) const FLAG_CHALLENGE_BASE64URL: u8 = 0b0100;
 /// The tail (`request_url`, `client_id`) is raw deflate. No longer written (see
 /// `encode_plaintext`), still read so tokens issued before keep opening.
 pub(super) const FLAG_TAIL_DEFLATED: u8 = 0b1000;
+/// The tail ends with the sealed per-client policy ([`SealedPolicy`]). Tokens without it were
+/// sealed for a client without a policy (or before policies existed) and mean "no policy".
+pub(super) const FLAG_POLICY: u8 = 0b1_0000;
 const KNOWN_FLAGS: u8 =
-    FLAG_REQUEST_URL | FLAG_CLIENT_ID | FLAG_CHALLENGE_BASE64URL | FLAG_TAIL_DEFLATED;
+    FLAG_REQUEST_URL | FLAG_CLIENT_ID | FLAG_CHALLENGE_BASE64URL | FLAG_TAIL_DEFLATED | FLAG_POLICY;
+
+/// Bits of the sealed policy's first byte.
+const POLICY_AAL2: u8 = 0b0001;
+const POLICY_HOOK: u8 = 0b0010;
+const POLICY_MAX_AGE: u8 = 0b0100;
+const POLICY_METHODS: u8 = 0b1000;
+const POLICY_KNOWN_BITS: u8 = POLICY_AAL2 | POLICY_HOOK | POLICY_MAX_AGE | POLICY_METHODS;
+
+/// What the return function must enforce for this login, decided at login entry from the
+/// client's policy and the authorization request. It travels sealed so the return function
+/// needs no second Hydra call, and so nobody can lower it on the way: a changed byte fails the
+/// AEAD tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedPolicy {
+    /// The level the session must reach: the client's `required_aal` or the request's
+    /// `acr_values`, whichever is higher.
+    pub required_aal: Aal,
+    /// First factors the session must have been obtained with; `None` allows any.
+    pub allowed_methods: Option<Vec<String>>,
+    /// The request's `max_age`, in seconds.
+    pub max_age: Option<u64>,
+    /// Whether the policy hook must allow the login before it is accepted.
+    pub hook: bool,
+}
 
 /// What the login entry function hands to the return function through the browser.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,6 +78,9 @@ pub struct ReturnToPayload {
     /// sha256 of the binding cookie set by login entry (see [`browser_binding_hash`]), so the
     /// token only works in the browser that started the login.
     pub browser_binding: [u8; 32],
+    /// The client's policy for this login; `None` for clients without one and for tokens
+    /// sealed before policies existed.
+    pub policy: Option<SealedPolicy>,
 }
 
 impl fmt::Debug for ReturnToPayload {
@@ -63,6 +94,7 @@ impl fmt::Debug for ReturnToPayload {
             .field("request_url", &self.request_url.as_ref().map(String::len))
             .field("client_id", &self.client_id)
             .field("browser_binding", &"[redacted]")
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -170,7 +202,63 @@ pub(super) fn encode_plaintext(
         flags |= FLAG_CLIENT_ID;
         push_string(out, client_id.as_bytes())?;
     }
+    if let Some(policy) = &payload.policy {
+        flags |= FLAG_POLICY;
+        encode_policy(policy, out)?;
+    }
     set_bytes(out, flags_at, &[flags])
+}
+
+/// `bits(1) || [max_age u64 BE] || [methods joined by ','as a string]`.
+fn encode_policy(policy: &SealedPolicy, out: &mut Vec<u8>) -> Result<(), TokenError> {
+    let mut bits = 0;
+    if policy.required_aal == Aal::Aal2 {
+        bits |= POLICY_AAL2;
+    }
+    if policy.hook {
+        bits |= POLICY_HOOK;
+    }
+    if policy.max_age.is_some() {
+        bits |= POLICY_MAX_AGE;
+    }
+    if policy.allowed_methods.is_some() {
+        bits |= POLICY_METHODS;
+    }
+    out.push(bits);
+    if let Some(max_age) = policy.max_age {
+        out.extend_from_slice(&max_age.to_be_bytes());
+    }
+    if let Some(methods) = &policy.allowed_methods {
+        push_string(out, methods.join(",").as_bytes())?;
+    }
+    Ok(())
+}
+
+fn decode_policy(tail: &mut PayloadReader<'_>) -> Option<SealedPolicy> {
+    let bits = tail.take(1)?[0];
+    if bits & !POLICY_KNOWN_BITS != 0 {
+        return None;
+    }
+    let max_age = if bits & POLICY_MAX_AGE != 0 {
+        Some(u64::from_be_bytes(tail.take(8)?.try_into().ok()?))
+    } else {
+        None
+    };
+    let allowed_methods = if bits & POLICY_METHODS != 0 {
+        Some(tail.string()?.split(',').map(str::to_owned).collect())
+    } else {
+        None
+    };
+    Some(SealedPolicy {
+        required_aal: if bits & POLICY_AAL2 != 0 {
+            Aal::Aal2
+        } else {
+            Aal::Aal1
+        },
+        allowed_methods,
+        max_age,
+        hook: bits & POLICY_HOOK != 0,
+    })
 }
 
 /// An upper bound on the plaintext [`encode_plaintext`] writes, so its buffer is allocated once.
@@ -181,6 +269,13 @@ pub(super) fn plaintext_capacity(payload: &ReturnToPayload) -> usize {
         + payload.login_challenge.len()
         + string(payload.request_url.as_ref())
         + string(payload.client_id.as_ref())
+        + payload.policy.as_ref().map_or(0, |policy| {
+            1 + 8
+                + policy
+                    .allowed_methods
+                    .as_ref()
+                    .map_or(0, |m| 2 + m.join(",").len())
+        })
 }
 
 /// Overwrites the placeholder at `at` once its value is known.
@@ -234,6 +329,11 @@ pub(super) fn decode_plaintext(plaintext: &[u8]) -> Option<ReturnToPayload> {
     } else {
         None
     };
+    let policy = if flags & FLAG_POLICY != 0 {
+        Some(decode_policy(&mut tail)?)
+    } else {
+        None
+    };
     if !tail.rest.is_empty() {
         return None;
     }
@@ -242,6 +342,7 @@ pub(super) fn decode_plaintext(plaintext: &[u8]) -> Option<ReturnToPayload> {
         request_url,
         client_id,
         browser_binding,
+        policy,
     })
 }
 
@@ -302,6 +403,7 @@ mod tests {
                 request_url,
                 client_id: Some("client".to_owned()),
                 browser_binding: [9; 32],
+                policy: None,
             };
             let plaintext = plaintext_of(&payload);
             let flags = plaintext[1];
@@ -315,6 +417,46 @@ mod tests {
             // The deflated form earlier tokens carry decodes to the same payload.
             let deflated = with_deflated_tail(&plaintext);
             assert_eq!(decode_plaintext(&deflated), Some(payload), "{challenge}");
+        }
+    }
+
+    #[test]
+    fn the_sealed_policy_round_trips_and_is_optional() {
+        let without = payload();
+        assert_eq!(without.policy, None);
+        assert_eq!(plaintext_of(&without)[1] & FLAG_POLICY, 0);
+        for policy in [
+            SealedPolicy {
+                required_aal: Aal::Aal2,
+                allowed_methods: Some(vec!["code".to_owned(), "oidc".to_owned()]),
+                max_age: Some(300),
+                hook: true,
+            },
+            SealedPolicy {
+                required_aal: Aal::Aal1,
+                allowed_methods: None,
+                max_age: None,
+                hook: false,
+            },
+        ] {
+            let with = ReturnToPayload {
+                policy: Some(policy),
+                ..without.clone()
+            };
+            let plaintext = plaintext_of(&with);
+            assert_eq!(decode_plaintext(&plaintext), Some(with.clone()));
+            // Unknown policy bits are refused rather than ignored.
+            let mut unknown_bit = plaintext.clone();
+            let bits_at = plaintext.len()
+                - 1
+                - with.policy.as_ref().map_or(0, |p| {
+                    p.max_age.map_or(0, |_| 8)
+                        + p.allowed_methods
+                            .as_ref()
+                            .map_or(0, |m| 2 + m.join(",").len())
+                });
+            unknown_bit[bits_at] |= 0b1000_0000;
+            assert_eq!(decode_plaintext(&unknown_bit), None);
         }
     }
 
@@ -353,7 +495,7 @@ mod tests {
         bad_version[0] = 2;
         assert_eq!(decode_plaintext(&bad_version), None);
         let mut unknown_flag = plaintext.clone();
-        unknown_flag[1] |= 0b1_0000;
+        unknown_flag[1] |= 0b10_0000;
         assert_eq!(decode_plaintext(&unknown_flag), None);
         let mut undeflated = plaintext.clone();
         undeflated[1] &= !FLAG_TAIL_DEFLATED;

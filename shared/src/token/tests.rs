@@ -44,6 +44,7 @@ pub(super) fn payload() -> ReturnToPayload {
         )),
         client_id: Some("demo".to_owned()),
         browser_binding: browser_binding_hash("cookie-value"),
+        policy: None,
     }
 }
 
@@ -115,18 +116,21 @@ fn round_trip_without_optional_fields_and_with_unicode() {
             request_url: None,
             client_id: None,
             browser_binding: [0; 32],
+            policy: None,
         },
         ReturnToPayload {
             login_challenge: String::new(),
             request_url: Some("https://h/ü?x=ä".to_owned()),
             client_id: None,
             browser_binding: [0xFF; 32],
+            policy: None,
         },
         ReturnToPayload {
             login_challenge: "challenge".to_owned(),
             request_url: None,
             client_id: Some("client".to_owned()),
             browser_binding: [7; 32],
+            policy: None,
         },
     ] {
         let sealed = codec.seal(&payload, at(T0)).unwrap();
@@ -166,6 +170,7 @@ fn flipping_any_byte_is_refused() {
         request_url: Some("https://hydra.example.com/oauth2/auth?x=1".to_owned()),
         client_id: Some("demo".to_owned()),
         browser_binding: [3; 32],
+        policy: None,
     };
     let token = codec.seal(&payload, at(T0)).unwrap().token;
     let mut refusals = std::collections::BTreeMap::<String, usize>::new();
@@ -223,6 +228,7 @@ fn over_long_tokens_are_refused_before_parsing() {
         request_url: None,
         client_id: None,
         browser_binding: [0; 32],
+        policy: None,
     };
     assert_eq!(codec.seal(&huge, at(T0)), Err(TokenError::PayloadTooLarge));
 }
@@ -479,6 +485,7 @@ fn token_length_for_a_two_kilobyte_challenge() {
             .to_owned()),
         client_id: Some("demo-client".to_owned()),
         browser_binding: browser_binding_hash("cookie"),
+        policy: None,
     };
     assert_eq!(payload.request_url.as_ref().unwrap().len(), 1024);
     let sealed = codec.seal(&payload, at(T0)).unwrap();
@@ -561,6 +568,7 @@ fn tokens_issued_through_jsonwebtoken_still_open() {
             )),
             client_id: Some("demo".to_owned()),
             browser_binding: browser_binding_hash("cookie-value"),
+            policy: None,
         }
     );
 }

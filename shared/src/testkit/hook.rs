@@ -1,0 +1,85 @@
+//! A policy hook for tests: answers what it is told and remembers what it was asked.
+
+use std::sync::Mutex;
+use std::sync::PoisonError;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::hook::{HookDecision, HookError, HookRequest, PolicyHook, Stage};
+
+/// What [`FakePolicyHook`] answers next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HookAnswer {
+    /// Allow, adding these claims.
+    Allow(Map<String, Value>),
+    /// Deny with this reason.
+    Deny(Option<String>),
+    /// No usable answer (as if it timed out).
+    Down,
+}
+
+/// One question the fake was asked, without the personal data a test does not look at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AskedHook {
+    /// Login or consent.
+    pub stage: Stage,
+    /// The client the question was about.
+    pub client_id: String,
+    /// The traits sent.
+    pub traits: Map<String, Value>,
+}
+
+/// [`PolicyHook`] with a scripted answer; allows without claims until told otherwise.
+#[derive(Debug)]
+pub struct FakePolicyHook {
+    answer: Mutex<HookAnswer>,
+    asked: Mutex<Vec<AskedHook>>,
+}
+
+impl Default for FakePolicyHook {
+    fn default() -> Self {
+        Self {
+            answer: Mutex::new(HookAnswer::Allow(Map::new())),
+            asked: Mutex::default(),
+        }
+    }
+}
+
+impl FakePolicyHook {
+    /// Sets the answer to every following question.
+    pub fn answer(&self, answer: HookAnswer) {
+        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = answer;
+    }
+    /// Every question so far.
+    pub fn asked(&self) -> Vec<AskedHook> {
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl PolicyHook for FakePolicyHook {
+    async fn decide(&self, request: &HookRequest) -> Result<HookDecision, HookError> {
+        self.asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(AskedHook {
+                stage: request.stage,
+                client_id: request.client.client_id.clone(),
+                traits: request.traits.clone(),
+            });
+        match self
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            HookAnswer::Allow(claims) => Ok(HookDecision::Allow { claims }),
+            HookAnswer::Deny(reason) => Ok(HookDecision::Deny { reason }),
+            HookAnswer::Down => Err(HookError::Timeout { timeout_ms: 1500 }),
+        }
+    }
+}
