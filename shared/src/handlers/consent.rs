@@ -616,4 +616,77 @@ mod tests {
     fn urlencode(value: &str) -> String {
         url::form_urlencoded::byte_serialize(value.as_bytes()).collect()
     }
+
+    fn with_policy(mut request: ConsentRequest, bridge: serde_json::Value) -> ConsentRequest {
+        request.client.metadata = Some(serde_json::json!({ "bridge": bridge }));
+        request
+    }
+
+    #[tokio::test]
+    async fn a_scope_outside_the_allow_list_is_never_granted_not_even_on_skip() {
+        for skip in [false, true] {
+            let kit = Kit::new();
+            kit.hydra.add_consent(
+                "c1",
+                with_policy(
+                    consent("third", skip, None),
+                    serde_json::json!({"version": 1, "allowed_scopes": ["openid", "email"]}),
+                ),
+            );
+            let response = handle(get("/consent?consent_challenge=c1", None), &deps(&kit)).await;
+            assert_eq!(response.status(), 403, "skip={skip}");
+            assert_secure_html(&response);
+            assert!(kit.hydra.accepted_consent("c1").is_none());
+        }
+        let kit = Kit::new();
+        kit.hydra.add_consent(
+            "c1",
+            with_policy(
+                consent("third", true, None),
+                serde_json::json!({"version": 1, "allowed_audiences": ["other"]}),
+            ),
+        );
+        let response = handle(get("/consent?consent_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 403, "audience outside the allow-list");
+    }
+
+    #[tokio::test]
+    async fn the_hook_at_consent_adds_namespaced_claims_denies_or_fails_closed() {
+        let kit = Kit::with_policy_hook();
+        let hooked = || {
+            with_policy(
+                consent("third", true, None),
+                serde_json::json!({"version": 1, "hook": true}),
+            )
+        };
+        kit.hydra.add_consent("c1", hooked());
+        let mut claims = serde_json::Map::new();
+        claims.insert(
+            "https://auth.example.com/claims/tenant".to_owned(),
+            serde_json::json!("acme"),
+        );
+        kit.hook.answer(HookAnswer::Allow(claims));
+        let response = handle(get("/consent?consent_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let accepted = kit.hydra.accepted_consent("c1").expect("accepted");
+        assert_eq!(
+            accepted.session.id_token["https://auth.example.com/claims/tenant"],
+            "acme"
+        );
+        assert_eq!(accepted.session.id_token["email"], "ann@example.com");
+        assert_eq!(kit.hook.asked()[0].stage, crate::hook::Stage::Consent);
+
+        kit.hydra.add_consent("c2", hooked());
+        kit.hook.answer(HookAnswer::Deny(None));
+        let denied = handle(get("/consent?consent_challenge=c2", None), &deps(&kit)).await;
+        assert_eq!(denied.status(), 403);
+        assert!(kit.hydra.accepted_consent("c2").is_none());
+
+        kit.hydra.add_consent("c3", hooked());
+        kit.hook.answer(HookAnswer::Down);
+        let down = handle(get("/consent?consent_challenge=c3", None), &deps(&kit)).await;
+        assert_eq!(down.status(), 503);
+        assert!(body(&down).contains("consent_challenge=c3"), "retry link");
+        assert!(kit.hydra.accepted_consent("c3").is_none());
+    }
 }

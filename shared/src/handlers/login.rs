@@ -492,4 +492,110 @@ mod tests {
         *request.method_mut() = http::Method::POST;
         assert_eq!(handle(request, &deps(&kit)).await.status(), 405);
     }
+
+    fn login_with_metadata(metadata: serde_json::Value, request_url: &str) -> LoginRequest {
+        let mut login = login_request(false, "", request_url);
+        login.client.metadata = Some(metadata);
+        login
+    }
+
+    #[tokio::test]
+    async fn a_malformed_client_policy_refuses_the_sign_in() {
+        for metadata in [
+            serde_json::json!({"bridge": {"required_aal": "aal2"}}),
+            serde_json::json!({"bridge": {"version": 2}}),
+            serde_json::json!({"bridge": {"version": 1, "requried_aal": "aal2"}}),
+            serde_json::json!({"bridge": {"version": 1, "hook": true}}),
+        ] {
+            let kit = Kit::new();
+            kit.hydra.add_login(
+                "c1",
+                login_with_metadata(metadata, "https://oauth.example.com/oauth2/auth"),
+            );
+            let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+            assert_eq!(response.status(), 500);
+            assert_secure_html(&response);
+            assert!(body(&response).contains("sign-in settings are invalid"));
+            assert_eq!(kit.hydra.accept_count(), 0);
+            assert!(set_cookies(&response).is_empty(), "no token issued");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_client_policy_is_sealed_with_the_methods_hint() {
+        let kit = Kit::new();
+        let mut login = login_with_metadata(
+            serde_json::json!({"bridge": {"version": 1, "allowed_methods": ["oidc", "code"]}}),
+            &format!(
+                "https://oauth.example.com/oauth2/auth?client_id=app&max_age=300&state={}",
+                "s".repeat(900)
+            ),
+        );
+        login.oidc_context = Some(crate::hydra::OidcContext {
+            acr_values: vec!["aal2".to_owned()],
+        });
+        kit.hydra.add_login("c1", login);
+        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        let kratos = Url::parse(&location(&response)).expect("url");
+        let return_to = kratos
+            .query_pairs()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.into_owned())
+            .expect("return_to");
+        assert!(return_to.len() <= 4096, "{} bytes", return_to.len());
+        let return_to = Url::parse(&return_to).expect("url");
+        let param = |name: &str| {
+            return_to
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        assert_eq!(param(METHODS_HINT_PARAMETER).as_deref(), Some("code,oidc"));
+        let token = param("t").expect("token");
+        let opened = deps(&kit).tokens.open(&token, kit.now()).expect("opens");
+        assert_eq!(
+            opened.payload.policy,
+            Some(SealedPolicy {
+                required_aal: Aal::Aal2,
+                allowed_methods: Some(vec!["code".to_owned(), "oidc".to_owned()]),
+                max_age: Some(300),
+                hook: false,
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_without_a_policy_seals_none_and_adds_no_hint() {
+        let kit = Kit::new();
+        kit.hydra.add_login(
+            "c1",
+            login_request(
+                false,
+                "",
+                "https://oauth.example.com/oauth2/auth?client_id=app",
+            ),
+        );
+        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        let (token, _) = token_and_binding(&response).expect("token");
+        assert!(!location(&response).contains(METHODS_HINT_PARAMETER));
+        let opened = deps(&kit).tokens.open(&token, kit.now()).expect("opens");
+        assert_eq!(opened.payload.policy, None);
+    }
+
+    #[tokio::test]
+    async fn hydra_skip_is_not_taken_for_a_client_with_a_policy() {
+        let kit = Kit::new();
+        let mut login = login_with_metadata(
+            serde_json::json!({"bridge": {"version": 1, "required_aal": "aal2"}}),
+            "https://oauth.example.com/oauth2/auth?client_id=app",
+        );
+        login.skip = true;
+        login.subject = "subject-1".to_owned();
+        kit.hydra.add_login("c1", login);
+        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(kit.hydra.accept_count(), 0, "left to the return function");
+        assert!(location(&response).contains("/self-service/login/browser"));
+    }
 }

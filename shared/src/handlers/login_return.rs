@@ -759,4 +759,134 @@ mod tests {
         assert_eq!(response.status(), 503);
         assert_eq!(kit.hydra.accept_count(), 0);
     }
+
+    fn sealed(required_aal: Aal, methods: Option<&[&str]>, hook: bool) -> SealedPolicy {
+        SealedPolicy {
+            required_aal,
+            allowed_methods: methods.map(|m| m.iter().map(|m| (*m).to_owned()).collect()),
+            max_age: None,
+            hook,
+        }
+    }
+
+    async fn return_with(kit: &Kit, policy: SealedPolicy) -> Response<Body> {
+        let t = kit.seal_with_policy("c1", REQUEST_URL, BINDING, Some(policy));
+        handle(
+            get(&link(&t), Some(&cookies("ory_kratos_session=s1"))),
+            &deps(kit),
+        )
+        .await
+    }
+
+    fn kratos_query(response: &Response<Body>) -> Vec<(String, String)> {
+        Url::parse(&location(response))
+            .expect("url")
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_aal1_session_on_an_aal2_login_steps_up_without_claiming() {
+        let kit = Kit::with_sessions();
+        let response = return_with(&kit, sealed(Aal::Aal2, None, false)).await;
+        assert_eq!(response.status(), 303);
+        assert!(location(&response).contains("/self-service/login/browser"));
+        let query = kratos_query(&response);
+        assert!(query.contains(&("aal".to_owned(), "aal2".to_owned())));
+        assert!(!query.iter().any(|(k, _)| k == "refresh"));
+        let return_to = query
+            .iter()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.clone())
+            .expect("return_to");
+        assert!(return_to.starts_with("https://auth.example.com/login/return?t="));
+        assert_eq!(kit.hydra.accept_count(), 0);
+        assert_eq!(kit.replay.len(), 0, "the token is not claimed");
+    }
+
+    #[tokio::test]
+    async fn an_aal2_session_on_an_aal2_login_is_accepted_with_acr_aal2() {
+        let kit = Kit::with_sessions();
+        let mut stepped_up = session("sess-1", "ident-1", &["oidc", "totp"]);
+        stepped_up.authenticator_assurance_level = Some("aal2".to_owned());
+        kit.kratos.add_session("ory_kratos_session=s1", stepped_up);
+        let response = return_with(&kit, sealed(Aal::Aal2, None, false)).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(location(&response), HYDRA_NEXT);
+        let accepted = kit.hydra.accepted_login("c1").expect("accepted");
+        assert_eq!(accepted.acr.as_deref(), Some("aal2"));
+        assert_eq!(kit.replay.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_session_from_a_disallowed_method_signs_in_again_with_the_hint() {
+        let kit = Kit::with_sessions();
+        // s1 was made with `oidc`; the client allows only `code`.
+        let response = return_with(&kit, sealed(Aal::Aal1, Some(&["code"]), false)).await;
+        assert_eq!(response.status(), 303);
+        let query = kratos_query(&response);
+        assert!(query.contains(&("refresh".to_owned(), "true".to_owned())));
+        let return_to = query
+            .iter()
+            .find(|(k, _)| k == "return_to")
+            .map(|(_, v)| v.clone())
+            .expect("return_to");
+        assert!(return_to.contains("bridge_methods=code"), "{return_to}");
+        assert_eq!(kit.hydra.accept_count(), 0);
+        assert_eq!(kit.replay.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_hook_is_asked_before_the_claim_and_its_answer_holds() {
+        let kit = Kit::with_policy_hook();
+        let allowed = return_with(&kit, sealed(Aal::Aal1, None, true)).await;
+        assert_eq!(allowed.status(), 303);
+        assert_eq!(location(&allowed), HYDRA_NEXT);
+        let asked = kit.hook.asked();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].stage, crate::hook::Stage::Login);
+        assert_eq!(
+            asked[0].traits.keys().collect::<Vec<_>>(),
+            vec!["email"],
+            "only the configured traits"
+        );
+        let context = kit
+            .hydra
+            .accepted_login("c1")
+            .and_then(|a| a.context)
+            .expect("context");
+        assert_eq!(context["hook_traits"]["email"], "ann@example.com");
+
+        let kit = Kit::with_policy_hook();
+        kit.hook
+            .answer(HookAnswer::Deny(Some("<b>suspended</b>".to_owned())));
+        let denied = return_with(&kit, sealed(Aal::Aal1, None, true)).await;
+        assert_eq!(denied.status(), 403);
+        assert_secure_html(&denied);
+        let page = body(&denied);
+        assert!(page.contains("suspended"), "reason shown");
+        assert!(!page.contains("<b>suspended"), "reason escaped");
+        assert_eq!(kit.hydra.accept_count(), 0);
+        assert_eq!(kit.replay.len(), 0);
+
+        let kit = Kit::with_policy_hook();
+        kit.hook.answer(HookAnswer::Down);
+        let down = return_with(&kit, sealed(Aal::Aal1, None, true)).await;
+        assert_eq!(down.status(), 503);
+        assert!(
+            body(&down).contains("/login/return?t="),
+            "retry offers the same link"
+        );
+        assert_eq!(kit.hydra.accept_count(), 0);
+        assert_eq!(kit.replay.len(), 0, "nothing claimed: the retry works");
+    }
+
+    #[tokio::test]
+    async fn a_hook_policy_without_a_hook_is_refused_not_skipped() {
+        let kit = Kit::with_sessions();
+        let response = return_with(&kit, sealed(Aal::Aal1, None, true)).await;
+        assert_eq!(response.status(), 500);
+        assert_eq!(kit.hydra.accept_count(), 0);
+    }
 }

@@ -10,13 +10,13 @@ use super::kratos::{session, FakeKratos};
 use super::setup::{self, SESSION_COOKIE};
 use crate::attempts::MemoryAttemptCounter;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, PolicyHookSettings};
 use crate::digest::sha256_hex;
 use crate::handlers::{consent, device, error_page, login, login_return, logout};
 use crate::hook::PolicyHook;
 use crate::keyset::KeySet;
 use crate::replay::{Claim, MemoryReplayStore};
-use crate::token::{browser_binding_hash, ReturnToPayload, TokenCodec};
+use crate::token::{browser_binding_hash, ReturnToPayload, SealedPolicy, TokenCodec};
 
 /// The test deployment with fresh fakes and a clock that only moves when told to.
 pub struct Kit {
@@ -81,14 +81,36 @@ impl Kit {
     /// A token of client `app` for `challenge`, sealed now, bound to the binding cookie value
     /// `binding`, as login entry would issue it.
     pub fn seal(&self, challenge: &str, request_url: &str, binding: &str) -> String {
+        self.seal_with_policy(challenge, request_url, binding, None)
+    }
+    /// Like [`Kit::seal`], with the client policy login entry would have sealed.
+    pub fn seal_with_policy(
+        &self,
+        challenge: &str,
+        request_url: &str,
+        binding: &str,
+        policy: Option<SealedPolicy>,
+    ) -> String {
         let payload = ReturnToPayload {
             login_challenge: challenge.to_owned(),
             request_url: Some(request_url.to_owned()),
             client_id: Some("app".to_owned()),
             browser_binding: browser_binding_hash(binding),
-            policy: None,
+            policy,
         };
         self.codec().seal(&payload, self.now()).expect("seal").token
+    }
+    /// A kit whose configuration names a policy hook (sending the `email` trait, claims under
+    /// `https://auth.example.com/claims/`), so handlers get [`Kit::hook`].
+    pub fn with_policy_hook() -> Self {
+        let mut kit = Self::with_sessions();
+        kit.config.policy_hook = Some(PolicyHookSettings {
+            url: url::Url::parse("https://policy.example.com/hook").expect("url"),
+            timeout: Duration::from_millis(1500),
+            traits: ["email".to_owned()].into_iter().collect(),
+            claims_namespace: "https://auth.example.com/claims/".to_owned(),
+        });
+        kit
     }
     /// The claim an earlier invocation (`attempt`) made on `token` for Kratos session
     /// `session_id`, still in progress for 30 seconds: what a replayed or interrupted sign-in
