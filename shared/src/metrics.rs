@@ -172,6 +172,17 @@ pub const RULES: &[Rule] = &[
         },
     ),
     count("cold_start", "ColdStart", Detail::None),
+    // Per-client policy (docs/policy.md): every decision by outcome (`accept`, `sign_in_again`,
+    // `deny`, `allow`, `unavailable`), and clients whose policy cannot be read.
+    count(
+        "policy_decision",
+        "PolicyDecisions",
+        Detail::Field {
+            name: "Outcome",
+            field: "outcome",
+        },
+    ),
+    count("client_policy_invalid", "ClientPolicyInvalid", Detail::None),
     upstream_failure("kratos_whoami_failed"),
     upstream_failure("sso_check_failed"),
     upstream_failure("replay_store_failed"),
@@ -183,6 +194,7 @@ pub const RULES: &[Rule] = &[
     upstream_failure("logout_failed"),
     upstream_failure("kratos_error_lookup_failed"),
     upstream_failure("hydra_device_failed"),
+    upstream_failure("policy_hook_failed"),
 ];
 
 /// The fields of an event the metrics read; everything else is ignored.
@@ -193,6 +205,7 @@ struct MetricFields {
     method: Option<String>,
     upstream: Option<String>,
     failure: Option<String>,
+    outcome: Option<String>,
 }
 
 impl MetricFields {
@@ -200,6 +213,7 @@ impl MetricFields {
         match field {
             "method" => self.method.as_deref(),
             "upstream" => self.upstream.as_deref(),
+            "outcome" => self.outcome.as_deref(),
             _ => None,
         }
     }
@@ -213,6 +227,7 @@ impl Visit for MetricFields {
             "method" => &mut self.method,
             "upstream" => &mut self.upstream,
             "failure" => &mut self.failure,
+            "outcome" => &mut self.outcome,
             _ => return,
         };
         *slot = Some(value.to_owned());
@@ -221,7 +236,7 @@ impl Visit for MetricFields {
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if matches!(
             field.name(),
-            "event" | "flow" | "method" | "upstream" | "failure"
+            "event" | "flow" | "method" | "upstream" | "failure" | "outcome"
         ) {
             let text = format!("{value:?}");
             self.record_str(field, text.trim_matches('"'));
@@ -545,6 +560,42 @@ mod tests {
                 ("BindingMismatch".to_owned(), String::new()),
             ]
         );
+    }
+
+    #[test]
+    fn policy_decisions_count_by_outcome_and_a_dead_hook_is_an_upstream_failure() {
+        let lines = run(|| {
+            in_invocation("req", None, || {
+                crate::policy::log_decision(
+                    "app",
+                    "login",
+                    crate::policy::Rule::RequiredAal,
+                    "sign_in_again",
+                );
+                tracing::warn!(
+                    flow = "f",
+                    event = "policy_hook_failed",
+                    upstream = "policy_hook",
+                    failure = "unavailable",
+                    error = "the policy hook did not answer within 1500 ms",
+                    "x"
+                );
+                tracing::error!(event = "client_policy_invalid", client_id = "app", "x");
+            });
+        });
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0]["PolicyDecisions"], 1);
+        assert_eq!(lines[0]["Outcome"], "sign_in_again");
+        assert!(
+            lines[0].get("client_id").is_none(),
+            "no client id in metrics"
+        );
+        assert_eq!(lines[1]["UpstreamFailures"], 1);
+        assert_eq!(lines[1]["Upstream"], "policy_hook");
+        assert_eq!(lines[2]["ClientPolicyInvalid"], 1);
+        for line in &lines {
+            assert_valid_emf(line);
+        }
     }
 
     #[test]
