@@ -156,10 +156,11 @@ pub enum Failure {
     NotFound,
     /// Our own bug; never caused by input.
     Internal,
-    /// The client's sign-in policy (Hydra `metadata.bridge`) cannot be used. 500, not 400: the
-    /// person signing in did nothing wrong and cannot fix it, the operator who registered the
-    /// client must; and never a silent fallback to the defaults, which would weaken exactly the
-    /// clients that asked for more.
+    /// The client's sign-in policy (Hydra `metadata.bridge`) cannot be used. 502, like
+    /// [`Failure::BadGateway`]: what Hydra holds for the client is invalid, which is neither the
+    /// person's fault (400, they cannot fix it) nor the bridge's bug (500, reserved for those
+    /// and alarmed as such); the operator who registered the client must fix it. Never a silent
+    /// fallback to the defaults, which would weaken exactly the clients that asked for more.
     ClientPolicyInvalid,
     /// The client's policy refused this sign-in (a grant outside its allow-list, or the policy
     /// hook said no); `reason` is the hook's words, shown escaped, when it gave some.
@@ -292,7 +293,8 @@ impl Failure {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Internal | Self::ClientPolicyInvalid => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::ClientPolicyInvalid => StatusCode::BAD_GATEWAY,
             Self::PolicyDenied { .. } => StatusCode::FORBIDDEN,
         }
     }

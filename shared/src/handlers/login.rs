@@ -513,7 +513,7 @@ mod tests {
                 login_with_metadata(metadata, "https://oauth.example.com/oauth2/auth"),
             );
             let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
-            assert_eq!(response.status(), 500);
+            assert_eq!(response.status(), 502);
             assert_secure_html(&response);
             assert!(body(&response).contains("sign-in settings are invalid"));
             assert_eq!(kit.hydra.accept_count(), 0);

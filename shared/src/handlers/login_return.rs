@@ -886,7 +886,7 @@ mod tests {
     async fn a_hook_policy_without_a_hook_is_refused_not_skipped() {
         let kit = Kit::with_sessions();
         let response = return_with(&kit, sealed(Aal::Aal1, None, true)).await;
-        assert_eq!(response.status(), 500);
+        assert_eq!(response.status(), 502);
         assert_eq!(kit.hydra.accept_count(), 0);
     }
 }

@@ -18,5 +18,6 @@ mod common;
 mod consent_forms;
 mod injection;
 mod oversized;
+mod policy;
 mod redirects;
 mod tokens;

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-fn segments(token: &str) -> (Value, Value, String) {
+pub(crate) fn segments(token: &str) -> (Value, Value, String) {
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3);
     let decode = |s: &str| -> Value {
@@ -34,7 +34,7 @@ fn hmac_with_our_key(keys: &KeySet, kid: &str, message: &str, algorithm: Algorit
     jsonwebtoken::crypto::sign(message.as_bytes(), &secret, algorithm).expect("sign")
 }
 
-fn signed_with_our_key(keys: &KeySet, header: &Value, claims: &Value) -> String {
+pub(crate) fn signed_with_our_key(keys: &KeySet, header: &Value, claims: &Value) -> String {
     let message = unsigned(header, claims);
     let kid = header["kid"].as_str().unwrap_or("k2");
     let signature = hmac_with_our_key(keys, kid, &message, Algorithm::HS256);
