@@ -13,7 +13,7 @@ use axum::{middleware, Router};
 use serde::Deserialize;
 
 use crate::kratos::{FlowKind, FlowLookup, Kratos, KratosError};
-use crate::ui::{build_forms, FormView, MessageView, Wording};
+use crate::ui::{allowed_first_factors, build_forms, FormView, MessageView, Wording};
 
 /// Everything a request handler needs.
 #[derive(Debug)]
@@ -194,7 +194,11 @@ async fn show_flow(
             .iter()
             .map(MessageView::from_text)
             .collect(),
-        forms: build_forms(&flow.ui, spec.wording),
+        forms: build_forms(
+            &flow.ui,
+            spec.wording,
+            allowed_first_factors(return_to).as_deref(),
+        ),
         links,
     })
 }

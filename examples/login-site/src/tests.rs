@@ -555,3 +555,32 @@ async fn every_page_has_security_headers() -> TestResult {
     }
     Ok(())
 }
+
+/// The bridge's `bridge_methods` hint in the flow's `return_to` narrows the first factors shown;
+/// without it every group is shown.
+#[test]
+fn the_bridge_methods_hint_shows_only_the_allowed_first_factors() -> TestResult {
+    use crate::ui::{allowed_first_factors, build_forms, Wording};
+    let ui: crate::kratos::UiContainer =
+        serde_json::from_value(login_choose_method("http://kratos")["ui"].clone())?;
+    let groups = |allowed: Option<&[String]>| -> Vec<String> {
+        build_forms(&ui, Wording::SignIn, allowed)
+            .into_iter()
+            .map(|f| f.group)
+            .collect()
+    };
+    assert!(groups(None).contains(&"oidc".to_owned()));
+    assert!(groups(None).contains(&"code".to_owned()));
+
+    let hint = allowed_first_factors(Some(
+        "https://auth.example.com/login/return?t=abc&bridge_methods=code",
+    ));
+    assert_eq!(hint.as_deref(), Some(&["code".to_owned()][..]));
+    let shown = groups(hint.as_deref());
+    assert!(shown.contains(&"code".to_owned()), "{shown:?}");
+    assert!(!shown.contains(&"oidc".to_owned()), "{shown:?}");
+
+    assert_eq!(allowed_first_factors(Some(RETURN_TO)), None);
+    assert_eq!(allowed_first_factors(None), None);
+    Ok(())
+}

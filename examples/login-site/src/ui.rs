@@ -134,9 +134,35 @@ fn is_redirect_group(group: &str) -> bool {
     matches!(group, "oidc" | "saml")
 }
 
+/// Kratos first-factor groups; the bridge's `bridge_methods` hint only ever narrows these (second
+/// factors such as `totp` are what a step-up flow shows, and are never hidden).
+const FIRST_FACTOR_GROUPS: &[&str] = &["oidc", "code", "password", "passkey", "saml"];
+
+/// The first factors the OAuth2 client allows, from the bridge's `bridge_methods` hint in the
+/// flow's `return_to` (`?t=...&bridge_methods=oidc,code`); `None` when there is no hint. Only a
+/// hint for a better page: the bridge refuses a session from another method whatever is shown.
+pub fn allowed_first_factors(return_to: Option<&str>) -> Option<Vec<String>> {
+    let return_to = url::Url::parse(return_to?).ok()?;
+    let (_, methods) = return_to
+        .query_pairs()
+        .find(|(name, _)| name == "bridge_methods")?;
+    Some(
+        methods
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// Splits the container into forms: one per method group, in the order Kratos lists them, each
-/// carrying the `default` group nodes (CSRF token, identifier, traits) it needs.
-pub fn build_forms(ui: &UiContainer, wording: Wording) -> Vec<FormView> {
+/// carrying the `default` group nodes (CSRF token, identifier, traits) it needs. With `allowed`
+/// (the bridge's methods hint), first-factor groups outside it are left out.
+pub fn build_forms(
+    ui: &UiContainer,
+    wording: Wording,
+    allowed: Option<&[String]>,
+) -> Vec<FormView> {
     let action = if is_safe_url(&ui.action, false) {
         ui.action.clone()
     } else {
@@ -148,9 +174,13 @@ pub fn build_forms(ui: &UiContainer, wording: Wording) -> Vec<FormView> {
         "post".to_owned()
     };
 
+    let shown = |group: &str| {
+        !FIRST_FACTOR_GROUPS.contains(&group)
+            || allowed.is_none_or(|allowed| allowed.iter().any(|m| m == group))
+    };
     let mut groups: Vec<&str> = Vec::new();
     for node in &ui.nodes {
-        if node.group != "default" && !groups.contains(&node.group.as_str()) {
+        if node.group != "default" && !groups.contains(&node.group.as_str()) && shown(&node.group) {
             groups.push(node.group.as_str());
         }
     }
