@@ -493,10 +493,18 @@ mod tests {
         assert_eq!(handle(request, &deps(&kit)).await.status(), 405);
     }
 
+    const APP_REQUEST: &str = "https://oauth.example.com/oauth2/auth?client_id=app";
+
     fn login_with_metadata(metadata: serde_json::Value, request_url: &str) -> LoginRequest {
         let mut login = login_request(false, "", request_url);
         login.client.metadata = Some(metadata);
         login
+    }
+
+    /// Login entry for `login` as challenge `c1` on `kit`.
+    async fn enter(kit: &Kit, login: LoginRequest) -> Response<Body> {
+        kit.hydra.add_login("c1", login);
+        handle(get("/login?login_challenge=c1", None), &deps(kit)).await
     }
 
     #[tokio::test]
@@ -508,11 +516,7 @@ mod tests {
             serde_json::json!({"bridge": {"version": 1, "hook": true}}),
         ] {
             let kit = Kit::new();
-            kit.hydra.add_login(
-                "c1",
-                login_with_metadata(metadata, "https://oauth.example.com/oauth2/auth"),
-            );
-            let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+            let response = enter(&kit, login_with_metadata(metadata, APP_REQUEST)).await;
             assert_eq!(response.status(), 502);
             assert_secure_html(&response);
             assert!(body(&response).contains("sign-in settings are invalid"));
@@ -526,33 +530,27 @@ mod tests {
         let kit = Kit::new();
         let mut login = login_with_metadata(
             serde_json::json!({"bridge": {"version": 1, "allowed_methods": ["oidc", "code"]}}),
-            &format!(
-                "https://oauth.example.com/oauth2/auth?client_id=app&max_age=300&state={}",
-                "s".repeat(900)
-            ),
+            &format!("{APP_REQUEST}&max_age=300&state={}", "s".repeat(900)),
         );
         login.oidc_context = Some(crate::hydra::OidcContext {
             acr_values: vec!["aal2".to_owned()],
         });
-        kit.hydra.add_login("c1", login);
-        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        let response = enter(&kit, login).await;
         assert_eq!(response.status(), 303);
-        let kratos = Url::parse(&location(&response)).expect("url");
-        let return_to = kratos
+        let return_to = Url::parse(&location(&response))
+            .expect("url")
             .query_pairs()
             .find(|(k, _)| k == "return_to")
             .map(|(_, v)| v.into_owned())
             .expect("return_to");
         assert!(return_to.len() <= 4096, "{} bytes", return_to.len());
-        let return_to = Url::parse(&return_to).expect("url");
-        let param = |name: &str| {
-            return_to
-                .query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        assert_eq!(param(METHODS_HINT_PARAMETER).as_deref(), Some("code,oidc"));
-        let token = param("t").expect("token");
+        let hint = Url::parse(&return_to)
+            .expect("url")
+            .query_pairs()
+            .find(|(k, _)| k == METHODS_HINT_PARAMETER)
+            .map(|(_, v)| v.into_owned());
+        assert_eq!(hint.as_deref(), Some("code,oidc"));
+        let (token, _) = token_and_binding(&response).expect("token");
         let opened = deps(&kit).tokens.open(&token, kit.now()).expect("opens");
         assert_eq!(
             opened.payload.policy,
@@ -568,15 +566,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_without_a_policy_seals_none_and_adds_no_hint() {
         let kit = Kit::new();
-        kit.hydra.add_login(
-            "c1",
-            login_request(
-                false,
-                "",
-                "https://oauth.example.com/oauth2/auth?client_id=app",
-            ),
-        );
-        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        let response = enter(&kit, login_request(false, "", APP_REQUEST)).await;
         let (token, _) = token_and_binding(&response).expect("token");
         assert!(!location(&response).contains(METHODS_HINT_PARAMETER));
         let opened = deps(&kit).tokens.open(&token, kit.now()).expect("opens");
@@ -588,12 +578,11 @@ mod tests {
         let kit = Kit::new();
         let mut login = login_with_metadata(
             serde_json::json!({"bridge": {"version": 1, "required_aal": "aal2"}}),
-            "https://oauth.example.com/oauth2/auth?client_id=app",
+            APP_REQUEST,
         );
         login.skip = true;
         login.subject = "subject-1".to_owned();
-        kit.hydra.add_login("c1", login);
-        let response = handle(get("/login?login_challenge=c1", None), &deps(&kit)).await;
+        let response = enter(&kit, login).await;
         assert_eq!(response.status(), 303);
         assert_eq!(kit.hydra.accept_count(), 0, "left to the return function");
         assert!(location(&response).contains("/self-service/login/browser"));

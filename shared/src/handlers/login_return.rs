@@ -778,12 +778,21 @@ mod tests {
         .await
     }
 
+    /// The query of the Kratos login flow the response redirects to.
     fn kratos_query(response: &Response<Body>) -> Vec<(String, String)> {
         Url::parse(&location(response))
             .expect("url")
             .query_pairs()
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
+    }
+
+    /// The `return_to` Kratos is given.
+    fn kratos_return_to(query: &[(String, String)]) -> String {
+        query
+            .iter()
+            .find_map(|(k, v)| (k == "return_to").then(|| v.clone()))
+            .expect("return_to")
     }
 
     #[tokio::test]
@@ -795,11 +804,7 @@ mod tests {
         let query = kratos_query(&response);
         assert!(query.contains(&("aal".to_owned(), "aal2".to_owned())));
         assert!(!query.iter().any(|(k, _)| k == "refresh"));
-        let return_to = query
-            .iter()
-            .find(|(k, _)| k == "return_to")
-            .map(|(_, v)| v.clone())
-            .expect("return_to");
+        let return_to = kratos_return_to(&query);
         assert!(return_to.starts_with("https://auth.example.com/login/return?t="));
         assert_eq!(kit.hydra.accept_count(), 0);
         assert_eq!(kit.replay.len(), 0, "the token is not claimed");
@@ -827,11 +832,7 @@ mod tests {
         assert_eq!(response.status(), 303);
         let query = kratos_query(&response);
         assert!(query.contains(&("refresh".to_owned(), "true".to_owned())));
-        let return_to = query
-            .iter()
-            .find(|(k, _)| k == "return_to")
-            .map(|(_, v)| v.clone())
-            .expect("return_to");
+        let return_to = kratos_return_to(&query);
         assert!(return_to.contains("bridge_methods=code"), "{return_to}");
         assert_eq!(kit.hydra.accept_count(), 0);
         assert_eq!(kit.replay.len(), 0);

@@ -32,51 +32,47 @@ pub struct AskedHook {
 
 /// [`PolicyHook`] with a scripted answer; allows without claims until told otherwise.
 #[derive(Debug)]
-pub struct FakePolicyHook {
-    answer: Mutex<HookAnswer>,
-    asked: Mutex<Vec<AskedHook>>,
+pub struct FakePolicyHook(Mutex<Script>);
+
+#[derive(Debug)]
+struct Script {
+    answer: HookAnswer,
+    asked: Vec<AskedHook>,
 }
 
 impl Default for FakePolicyHook {
     fn default() -> Self {
-        Self {
-            answer: Mutex::new(HookAnswer::Allow(Map::new())),
-            asked: Mutex::default(),
-        }
+        Self(Mutex::new(Script {
+            answer: HookAnswer::Allow(Map::new()),
+            asked: Vec::new(),
+        }))
     }
 }
 
 impl FakePolicyHook {
+    fn script(&self) -> std::sync::MutexGuard<'_, Script> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
     /// Sets the answer to every following question.
     pub fn answer(&self, answer: HookAnswer) {
-        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) = answer;
+        self.script().answer = answer;
     }
     /// Every question so far.
     pub fn asked(&self) -> Vec<AskedHook> {
-        self.asked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.script().asked.clone()
     }
 }
 
 #[async_trait]
 impl PolicyHook for FakePolicyHook {
     async fn decide(&self, request: &HookRequest) -> Result<HookDecision, HookError> {
-        self.asked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(AskedHook {
-                stage: request.stage,
-                client_id: request.client.client_id.clone(),
-                traits: request.traits.clone(),
-            });
-        match self
-            .answer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-        {
+        let mut script = self.script();
+        script.asked.push(AskedHook {
+            stage: request.stage,
+            client_id: request.client.client_id.clone(),
+            traits: request.traits.clone(),
+        });
+        match script.answer.clone() {
             HookAnswer::Allow(claims) => Ok(HookDecision::Allow { claims }),
             HookAnswer::Deny(reason) => Ok(HookDecision::Deny { reason }),
             HookAnswer::Down => Err(HookError::Timeout { timeout_ms: 1500 }),

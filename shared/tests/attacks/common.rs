@@ -91,8 +91,16 @@ impl Rng {
 
 /// A real token and its binding cookie, issued by the login entry handler for `challenge`.
 pub async fn issue(kit: &Kit, challenge: &str, request_url: &str) -> (String, String) {
-    kit.hydra
-        .add_login(challenge, login_request(false, "", request_url));
+    issue_for(kit, challenge, login_request(false, "", request_url)).await
+}
+
+/// Like [`issue`], for a login request as Hydra describes it (a client with a policy, say).
+pub async fn issue_for(
+    kit: &Kit,
+    challenge: &str,
+    login: bridge::hydra::LoginRequest,
+) -> (String, String) {
+    kit.hydra.add_login(challenge, login);
     let response = login::handle(
         get(&format!("/login?login_challenge={challenge}"), None),
         &kit.login_deps(),
