@@ -159,7 +159,7 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
         .consent_request(&challenge)
         .await
         .map_err(|e| consent_failure(request).failure(Some(&flow), e))?;
-    let policy = allowed_grant(&deps.config, &consent)?;
+    // Denying is always possible, whatever the client's policy says.
     if form.single("action", 16)? != Some("allow") {
         let reject = RejectRequest {
             error: "access_denied".to_owned(),
@@ -180,6 +180,7 @@ async fn decide(request: &Request, deps: &ConsentDeps) -> Result<Response<Body>,
         return Ok(see_other(&hydra_redirect(&deps.config, &answer)?, &[]));
     }
 
+    let policy = allowed_grant(&deps.config, &consent)?;
     // Only scopes Hydra says were requested can be granted, whatever the form claims; required
     // scopes stay granted even if a forged form leaves them out.
     let chosen: Vec<&str> = form.all("grant_scope").collect();
