@@ -18,11 +18,14 @@ use super::{
     accept_from_session, ask_policy_hook, binding_cookie_name, hook_traits, hydra_redirect,
     on_hydra_origin, respond, with_hook_traits, FailurePolicy,
 };
+use std::time::SystemTime;
+
 use crate::clock::{epoch_seconds, Clock};
 use crate::config::Config;
 use crate::digest::sha256_hex;
 use crate::hook::{HookClient, HookRequest, PolicyHook, Stage};
-use crate::hydra::HydraAdmin;
+use crate::hydra::{AcceptLogin, HydraAdmin};
+use crate::identity::KratosSession;
 use crate::kratos::{kratos_cookie_header, kratos_login_url, KratosApi};
 use crate::logging::flow_id;
 use crate::policy::{
@@ -121,61 +124,21 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
     let mut accept = accept_from_session(&deps.config, &session);
     if let Some(policy) = &token.payload.policy {
         let client_id = token.payload.client_id.as_deref().unwrap_or("");
-        let facts = SessionFacts {
-            aal: Aal::from_kratos(session.authenticator_assurance_level.as_deref()),
-            methods: session
-                .authentication_methods
-                .iter()
-                .map(|m| m.method.as_str())
-                .collect(),
-            authenticated_at: session
-                .seconds_since_authentication(now)
-                .map(|age| now_seconds.saturating_sub(age)),
-        };
-        match policy_decision(policy).decide_login(
-            &facts,
-            &requested_assurance(policy),
-            now_seconds,
-        ) {
-            LoginDecision::SignInAgain { refresh, aal, rule } => {
-                log_decision(client_id, Stage::Login.as_str(), rule, "sign_in_again");
-                let return_to = return_link(&deps.config, raw_token, Some(policy));
-                tracing::info!(flow = %flow, event = "policy_sign_in_again", client_id, refresh, aal = aal.map(Aal::as_str), "sending the browser back to Kratos");
-                return Ok(see_other(
-                    &kratos_login_url(&deps.config, &return_to, refresh, aal),
-                    &[],
-                ));
-            }
-            LoginDecision::Accept { acr } => {
-                log_decision(client_id, Stage::Login.as_str(), Rule::Satisfied, "accept");
-                accept.acr = Some(acr.as_str().to_owned());
-            }
+        let checked = session_meets_policy(
+            &deps.config,
+            &flow,
+            raw_token,
+            policy,
+            client_id,
+            &session,
+            now,
+        );
+        match checked {
+            Ok(acr) => accept.acr = Some(acr.as_str().to_owned()),
+            Err(sign_in_again) => return Ok(see_other(&sign_in_again, &[])),
         }
         if policy.hook {
-            let hook_request = HookRequest {
-                stage: Stage::Login,
-                subject: session.identity.id.clone(),
-                client: HookClient {
-                    client_id: client_id.to_owned(),
-                    client_name: None,
-                },
-                amr: accept.amr.clone(),
-                acr: accept.acr.clone(),
-                requested_scope: Vec::new(),
-                requested_audience: Vec::new(),
-                traits: hook_traits(&deps.config, &session),
-                request_id: flow.clone(),
-            };
-            // A login answer's claims are checked by the hook client and not used: the ID
-            // token is made at consent, which asks the hook again.
-            ask_policy_hook(
-                deps.policy_hook.as_deref(),
-                &hook_request,
-                &flow,
-                request::same_link(request),
-            )
-            .await?;
-            with_hook_traits(&mut accept, &hook_request.traits);
+            ask_hook_at_login(deps, request, &flow, client_id, &session, &mut accept).await?;
         }
     }
 
@@ -264,6 +227,88 @@ async fn run(request: &Request, deps: &ReturnDeps) -> Result<Response<Body>, Fai
         "login accepted after Kratos"
     );
     Ok(see_other(&next, &[]))
+}
+
+/// Checks the session against the sealed policy: the level reached (the `acr`), or where to send
+/// the browser instead: Kratos' login flow (`refresh=true` for another first factor or a fresher one,
+/// `aal=aal2` for the second factor) with the same return link, nothing claimed.
+fn session_meets_policy(
+    config: &Config,
+    flow: &str,
+    raw_token: &str,
+    policy: &SealedPolicy,
+    client_id: &str,
+    session: &KratosSession,
+    now: SystemTime,
+) -> Result<Aal, Url> {
+    // The token opened, so the clock is after 1970.
+    let now_seconds = epoch_seconds(now).unwrap_or(0);
+    let facts = SessionFacts {
+        aal: Aal::from_kratos(session.authenticator_assurance_level.as_deref()),
+        methods: session
+            .authentication_methods
+            .iter()
+            .map(|m| m.method.as_str())
+            .collect(),
+        authenticated_at: session
+            .seconds_since_authentication(now)
+            .map(|age| now_seconds.saturating_sub(age)),
+    };
+    match policy_decision(policy).decide_login(&facts, &requested_assurance(policy), now_seconds) {
+        LoginDecision::Accept { acr } => {
+            log_decision(client_id, Stage::Login.as_str(), Rule::Satisfied, "accept");
+            Ok(acr)
+        }
+        LoginDecision::SignInAgain { refresh, aal, rule } => {
+            log_decision(client_id, Stage::Login.as_str(), rule, "sign_in_again");
+            tracing::info!(
+                flow,
+                event = "policy_sign_in_again",
+                client_id,
+                refresh,
+                aal = aal.map(Aal::as_str),
+                "sending the browser back to Kratos"
+            );
+            let return_to = return_link(config, raw_token, Some(policy));
+            Err(kratos_login_url(config, &return_to, refresh, aal))
+        }
+    }
+}
+
+/// Asks the policy hook (`stage=login`) before the claim; on allow, keeps the traits it was sent
+/// in the login `context` for consent, which asks again. A login answer's claims are checked by
+/// the hook client and not used: the ID token is made at consent.
+async fn ask_hook_at_login(
+    deps: &ReturnDeps,
+    request: &Request,
+    flow: &str,
+    client_id: &str,
+    session: &KratosSession,
+    accept: &mut AcceptLogin,
+) -> Result<(), Failure> {
+    let hook_request = HookRequest {
+        stage: Stage::Login,
+        subject: session.identity.id.clone(),
+        client: HookClient {
+            client_id: client_id.to_owned(),
+            client_name: None,
+        },
+        amr: accept.amr.clone(),
+        acr: accept.acr.clone(),
+        requested_scope: Vec::new(),
+        requested_audience: Vec::new(),
+        traits: hook_traits(&deps.config, session),
+        request_id: flow.to_owned(),
+    };
+    ask_policy_hook(
+        deps.policy_hook.as_deref(),
+        &hook_request,
+        flow,
+        request::same_link(request),
+    )
+    .await?;
+    with_hook_traits(accept, &hook_request.traits);
+    Ok(())
 }
 
 /// This function's own link for `raw_token`, with the login site's methods hint when the policy
