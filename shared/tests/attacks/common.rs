@@ -185,6 +185,18 @@ pub fn segments(token: &str) -> (Value, Value, String) {
     (decode(parts[0]), decode(parts[1]), parts[2].to_owned())
 }
 
+/// Hands `request` to the handler named `handler` (`login`, `return`, `consent`, `logout`, else
+/// the error page) on `kit`.
+pub async fn dispatch(kit: &Kit, handler: &str, request: Request) -> Response<Body> {
+    match handler {
+        "login" => login::handle(request, &kit.login_deps()).await,
+        "return" => login_return::handle(request, &kit.return_deps()).await,
+        "consent" => consent::handle(request, &kit.consent_deps()).await,
+        "logout" => logout::handle(request, &kit.logout_deps()).await,
+        _ => error_page::handle(request, &kit.error_deps()).await,
+    }
+}
+
 /// Sends `token` to the return handler with the cookie header `cookies`.
 pub async fn send_return(kit: &Kit, token: &str, cookies: &str) -> Response<Body> {
     login_return::handle(get(&return_link(token), Some(cookies)), &kit.return_deps()).await
