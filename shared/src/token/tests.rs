@@ -161,7 +161,7 @@ fn each_token_gets_a_fresh_jti_and_ciphertext() {
 
 #[test]
 fn token_does_not_reveal_the_payload() {
-    let (codec, payload, sealed) = sealed();
+    let (_, payload, sealed) = sealed();
     let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&sealed.token)
         .unwrap()
         .claims
@@ -334,7 +334,7 @@ fn mistyped_or_missing_claims_are_refused() {
 
 #[test]
 fn wrong_audience_or_issuer_is_refused() {
-    let (codec, _, sealed) = sealed();
+    let (_, _, sealed) = sealed();
     let keys = test_key_set("k1", &[("k1", 1)]);
     let other_audience = TokenCodec::new(keys, ISSUER, "https://other/login/return", TTL).unwrap();
     assert_eq!(
