@@ -40,6 +40,8 @@ struct Case {
     cookies: Vec<String>,
     headers: Vec<(&'static str, String)>,
     body: Option<String>,
+    /// Whether the kit's Kratos knows the two sessions of [`Kit::add_sessions`] before `setup`.
+    sessions: bool,
     setup: fn(&Kit, &Request),
     status: u16,
     location_prefix: Option<&'static str>,
@@ -55,6 +57,7 @@ impl Case {
             cookies: Vec::new(),
             headers: Vec::new(),
             body: None,
+            sessions: false,
             setup: |_, _| {},
             status,
             location_prefix: None,
@@ -63,6 +66,46 @@ impl Case {
     fn cookie(mut self, cookie: impl Into<String>) -> Self {
         self.cookies.push(cookie.into());
         self
+    }
+    /// A case on the login route for `challenge`.
+    fn login(name: &'static str, challenge: &str, status: u16) -> Self {
+        Self::get(
+            name,
+            Route::Login,
+            format!("login_challenge={challenge}"),
+            status,
+        )
+    }
+    /// A case on the consent route for `challenge`.
+    fn consent(name: &'static str, challenge: &str, status: u16) -> Self {
+        Self::get(
+            name,
+            Route::Consent,
+            format!("consent_challenge={challenge}"),
+            status,
+        )
+    }
+    /// A case on the return route for `token`, from the browser it is bound to.
+    fn back(name: &'static str, token: &str, status: u16) -> Self {
+        Self::get(name, Route::Return, return_query(token), status)
+            .cookie(format!("__Host-bridge_binding={BINDING}"))
+    }
+    /// A consent form post of `body` from the browser holding the CSRF cookie, to the consent
+    /// screen of [`consent_3`].
+    fn consent_post(name: &'static str, body: String, status: u16) -> Self {
+        Self::get(name, Route::Consent, "", status)
+            .post(body)
+            .cookie(format!("__Host-bridge_csrf={CSRF_COOKIE}"))
+            .setup(consent_3)
+    }
+    /// The browser sends `session_cookie`, and Kratos knows the sessions of [`Kit::add_sessions`].
+    fn signed_in_as(mut self, session_cookie: &str) -> Self {
+        self.sessions = true;
+        self.cookie(session_cookie)
+    }
+    /// Signed in to Kratos with [`SESSION_COOKIE`] (session `sess-1`).
+    fn signed_in(self) -> Self {
+        self.signed_in_as(SESSION_COOKIE)
     }
     fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
         self.headers.push((name, value.into()));
@@ -97,6 +140,12 @@ fn path(route: Route) -> &'static str {
         Route::Device => "/device",
         Route::DeviceDone => "/device/done",
     }
+}
+
+/// The third-party consent screen `consent-3`, which the consent form cases post to.
+fn consent_3(kit: &Kit, _: &Request) {
+    kit.hydra
+        .add_consent("consent-3", consent_request("third", false, None));
 }
 
 fn seal(kit: &Kit, challenge: &str) -> String {
@@ -174,7 +223,6 @@ fn tamper(token: &str) -> String {
 }
 
 fn cases(kit: &Kit) -> Vec<Case> {
-    let binding = format!("__Host-bridge_binding={BINDING}");
     let csrf = format!("__Host-bridge_csrf={CSRF_COOKIE}");
     let csrf_token = kit.keys().csrf_key().token_for(&format!(
         "consent:{}:{CSRF_COOKIE}",
@@ -204,258 +252,115 @@ fn cases(kit: &Kit) -> Vec<Case> {
     vec![
         // Login entry.
         Case::get("login-missing-challenge", Route::Login, "", 400),
-        Case::get(
-            "login-malformed-challenge",
-            Route::Login,
-            "login_challenge=%3Cscript%3E",
-            400,
-        ),
+        Case::login("login-malformed-challenge", "%3Cscript%3E", 400),
         Case::get(
             "login-oversized-challenge",
             Route::Login,
             format!("login_challenge={}", "a".repeat(9000)),
             400,
         ),
-        Case::get(
-            "login-unknown-challenge",
-            Route::Login,
-            "login_challenge=unknown",
-            400,
-        ),
-        Case::get(
-            "login-expired-challenge",
-            Route::Login,
-            "login_challenge=expired",
-            410,
-        )
-        .setup(|kit, _| kit.hydra.fail_challenge("expired", UpstreamKind::Expired)),
-        Case::get(
-            "login-hydra-unavailable",
-            Route::Login,
-            "login_challenge=down",
-            503,
-        )
-        .setup(|kit, _| kit.hydra.fail_challenge("down", UpstreamKind::Transient)),
-        Case::get(
-            "login-skip",
-            Route::Login,
-            "login_challenge=login-skip",
-            303,
-        )
-        .setup(|kit, _| {
-            kit.hydra
-                .add_login("login-skip", login_request(true, "ident-1", REQUEST_URL))
-        })
-        .redirects_to(HYDRA_NEXT),
-        Case::get(
-            "login-sso-existing-session",
-            Route::Login,
-            "login_challenge=login-sso",
-            303,
-        )
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| {
-            kit.add_sessions();
-            kit.hydra
-                .add_login("login-sso", login_request(false, "", REQUEST_URL));
-        })
-        // Single sign-on skips Kratos' login flow: straight to the return function.
-        .redirects_to("https://auth.example.com/login/return?t="),
-        Case::get(
-            "login-prompt-login",
-            Route::Login,
-            "login_challenge=login-prompt",
-            303,
-        )
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| {
-            kit.add_sessions();
-            kit.hydra.add_login(
-                "login-prompt",
-                login_request(false, "", &format!("{REQUEST_URL}&prompt=login")),
-            );
-        })
-        .redirects_to("https://id.example.com/self-service/login/browser?refresh=true&return_to="),
-        Case::get(
-            "login-new-browser",
-            Route::Login,
-            "login_challenge=login-new",
-            303,
-        )
-        .setup(|kit, _| {
-            kit.hydra
-                .add_login("login-new", login_request(false, "", REQUEST_URL))
-        })
-        .redirects_to("https://id.example.com/self-service/login/browser?return_to="),
+        Case::login("login-unknown-challenge", "unknown", 400),
+        Case::login("login-expired-challenge", "expired", 410)
+            .setup(|kit, _| kit.hydra.fail_challenge("expired", UpstreamKind::Expired)),
+        Case::login("login-hydra-unavailable", "down", 503)
+            .setup(|kit, _| kit.hydra.fail_challenge("down", UpstreamKind::Transient)),
+        Case::login("login-skip", "login-skip", 303)
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_login("login-skip", login_request(true, "ident-1", REQUEST_URL))
+            })
+            .redirects_to(HYDRA_NEXT),
+        Case::login("login-sso-existing-session", "login-sso", 303)
+            .signed_in()
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_login("login-sso", login_request(false, "", REQUEST_URL))
+            })
+            // Single sign-on skips Kratos' login flow: straight to the return function.
+            .redirects_to("https://auth.example.com/login/return?t="),
+        Case::login("login-prompt-login", "login-prompt", 303)
+            .signed_in()
+            .setup(|kit, _| {
+                kit.hydra.add_login(
+                    "login-prompt",
+                    login_request(false, "", &format!("{REQUEST_URL}&prompt=login")),
+                );
+            })
+            .redirects_to(
+                "https://id.example.com/self-service/login/browser?refresh=true&return_to=",
+            ),
+        Case::login("login-new-browser", "login-new", 303)
+            .setup(|kit, _| {
+                kit.hydra
+                    .add_login("login-new", login_request(false, "", REQUEST_URL))
+            })
+            .redirects_to("https://id.example.com/self-service/login/browser?return_to="),
         Case {
             method: "POST",
-            ..Case::get("login-wrong-method", Route::Login, "login_challenge=x", 405)
+            ..Case::login("login-wrong-method", "x", 405)
         },
         // Return.
-        Case::get("return-valid", Route::Return, return_query(&valid), 303)
-            .cookie(binding.clone())
-            .cookie("ory_kratos_session=s1")
-            .setup(|kit, _| kit.add_sessions())
+        Case::back("return-valid", &valid, 303)
+            .signed_in()
             .redirects_to(HYDRA_NEXT),
         Case::get("return-missing-token", Route::Return, "", 400),
-        Case::get(
-            "return-tampered-token",
-            Route::Return,
-            return_query(&tamper(&valid)),
-            400,
-        )
-        .cookie(binding.clone())
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| kit.add_sessions()),
-        Case::get(
-            "return-expired-token",
-            Route::Return,
-            return_query(&seal(kit, "login-late")),
-            410,
-        )
-        .cookie(binding.clone())
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| {
-            kit.add_sessions();
-            kit.advance(Duration::from_secs(601));
-        }),
+        Case::back("return-tampered-token", &tamper(&valid), 400).signed_in(),
+        Case::back("return-expired-token", &seal(kit, "login-late"), 410)
+            .signed_in()
+            .setup(|kit, _| kit.advance(Duration::from_secs(601))),
         Case::get(
             "return-without-binding-cookie",
             Route::Return,
             return_query(&seal(kit, "login-ok")),
             403,
         )
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| kit.add_sessions()),
-        Case::get(
-            "return-without-kratos-session",
-            Route::Return,
-            return_query(&seal(kit, "login-ok")),
-            303,
-        )
-        .cookie(binding.clone())
-        .redirects_to("https://id.example.com/self-service/login/browser?return_to="),
-        Case::get(
-            "return-replay-other-session",
-            Route::Return,
-            return_query(&seal(kit, "login-ok")),
-            403,
-        )
-        .cookie(binding.clone())
-        .cookie("ory_kratos_session=s2")
-        .setup(|kit, request| {
-            kit.add_sessions();
-            pre_complete(kit, request, "sess-1", HYDRA_NEXT);
-        }),
-        Case::get(
-            "return-same-session-repeat",
-            Route::Return,
-            return_query(&seal(kit, "login-ok")),
-            303,
-        )
-        .cookie(binding.clone())
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, request| {
-            kit.add_sessions();
-            pre_complete(
-                kit,
-                request,
-                "sess-1",
-                "https://oauth.example.com/oauth2/auth?login_verifier=first",
-            );
-        })
-        .redirects_to("https://oauth.example.com/oauth2/auth?login_verifier=first"),
-        Case::get(
-            "return-hydra-unavailable",
-            Route::Return,
-            return_query(&seal(kit, "login-ok")),
-            503,
-        )
-        .cookie(binding.clone())
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| {
-            kit.add_sessions();
-            kit.hydra.fail_accept("login-ok", UpstreamKind::Transient);
-        }),
-        Case::get(
-            "return-expired-challenge",
-            Route::Return,
-            return_query(&seal(kit, "login-ok")),
-            303,
-        )
-        .cookie(binding.clone())
-        .cookie("ory_kratos_session=s1")
-        .setup(|kit, _| {
-            kit.add_sessions();
-            kit.hydra.fail_accept("login-ok", UpstreamKind::Expired);
-        })
-        .redirects_to(REQUEST_URL),
+        .signed_in(),
+        Case::back("return-without-kratos-session", &seal(kit, "login-ok"), 303)
+            .redirects_to("https://id.example.com/self-service/login/browser?return_to="),
+        Case::back("return-replay-other-session", &seal(kit, "login-ok"), 403)
+            .signed_in_as("ory_kratos_session=s2")
+            .setup(|kit, request| pre_complete(kit, request, "sess-1", HYDRA_NEXT)),
+        Case::back("return-same-session-repeat", &seal(kit, "login-ok"), 303)
+            .signed_in()
+            .setup(|kit, request| {
+                pre_complete(
+                    kit,
+                    request,
+                    "sess-1",
+                    "https://oauth.example.com/oauth2/auth?login_verifier=first",
+                );
+            })
+            .redirects_to("https://oauth.example.com/oauth2/auth?login_verifier=first"),
+        Case::back("return-hydra-unavailable", &seal(kit, "login-ok"), 503)
+            .signed_in()
+            .setup(|kit, _| kit.hydra.fail_accept("login-ok", UpstreamKind::Transient)),
+        Case::back("return-expired-challenge", &seal(kit, "login-ok"), 303)
+            .signed_in()
+            .setup(|kit, _| kit.hydra.fail_accept("login-ok", UpstreamKind::Expired))
+            .redirects_to(REQUEST_URL),
         // Consent.
-        Case::get(
-            "consent-skip",
-            Route::Consent,
-            "consent_challenge=consent-1",
-            303,
-        )
-        .setup(|kit, _| {
-            kit.hydra
-                .add_consent("consent-1", consent_request("third", true, None))
-        })
-        .redirects_to(HYDRA_NEXT),
-        Case::get(
-            "consent-first-party",
-            Route::Consent,
-            "consent_challenge=consent-2",
-            303,
-        )
-        .setup(|kit, _| {
-            kit.hydra
-                .add_consent("consent-2", consent_request("first", false, Some(true)))
-        })
-        .redirects_to(HYDRA_NEXT),
-        Case::get(
-            "consent-screen",
-            Route::Consent,
-            "consent_challenge=consent-3",
-            200,
-        )
-        .setup(|kit, _| {
-            kit.hydra
-                .add_consent("consent-3", consent_request("third", false, None))
-        }),
-        Case::get("consent-allow", Route::Consent, "", 303)
-            .post(form("allow", &csrf_token))
-            .cookie(csrf.clone())
-            .header("origin", "https://auth.example.com")
+        Case::consent("consent-skip", "consent-1", 303)
             .setup(|kit, _| {
                 kit.hydra
-                    .add_consent("consent-3", consent_request("third", false, None))
+                    .add_consent("consent-1", consent_request("third", true, None))
             })
             .redirects_to(HYDRA_NEXT),
-        Case::get("consent-deny", Route::Consent, "", 303)
-            .post(form("deny", &csrf_token))
-            .cookie(csrf.clone())
-            .header("origin", "https://auth.example.com")
+        Case::consent("consent-first-party", "consent-2", 303)
             .setup(|kit, _| {
                 kit.hydra
-                    .add_consent("consent-3", consent_request("third", false, None))
+                    .add_consent("consent-2", consent_request("first", false, Some(true)))
             })
             .redirects_to(HYDRA_NEXT),
-        Case::get("consent-csrf-missing", Route::Consent, "", 403)
-            .post(form("allow", ""))
-            .cookie(csrf.clone())
-            .setup(|kit, _| {
-                kit.hydra
-                    .add_consent("consent-3", consent_request("third", false, None))
-            }),
-        Case::get("consent-foreign-origin", Route::Consent, "", 403)
-            .post(form("allow", &csrf_token))
-            .cookie(csrf.clone())
-            .header("origin", "https://evil.example.net")
-            .setup(|kit, _| {
-                kit.hydra
-                    .add_consent("consent-3", consent_request("third", false, None))
-            }),
+        Case::consent("consent-screen", "consent-3", 200).setup(consent_3),
+        Case::consent_post("consent-allow", form("allow", &csrf_token), 303)
+            .header("origin", "https://auth.example.com")
+            .redirects_to(HYDRA_NEXT),
+        Case::consent_post("consent-deny", form("deny", &csrf_token), 303)
+            .header("origin", "https://auth.example.com")
+            .redirects_to(HYDRA_NEXT),
+        Case::consent_post("consent-csrf-missing", form("allow", ""), 403),
+        Case::consent_post("consent-foreign-origin", form("allow", &csrf_token), 403)
+            .header("origin", "https://evil.example.net"),
         // Device verification (Hydra v26+).
         Case::get(
             "device-form",
@@ -490,9 +395,8 @@ fn cases(kit: &Kit) -> Vec<Case> {
             "logout_challenge=logout-1",
             303,
         )
-        .cookie("ory_kratos_session=s1")
+        .signed_in()
         .setup(|kit, _| {
-            kit.add_sessions();
             kit.hydra.add_logout(
                 "logout-1",
                 LogoutRequest {
@@ -626,6 +530,9 @@ async fn every_event_fixture_goes_through_its_handler() {
         let text = std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("fixture");
         let request = lambda_http::request::from_str(&text)
             .unwrap_or_else(|e| panic!("{name}: not an API Gateway v2 event: {e}"));
+        if case.sessions {
+            kit.add_sessions();
+        }
         (case.setup)(&kit, &request);
         let response = run(&kit, case.route, request).await;
         assert_eq!(response.status().as_u16(), case.status, "{name}");

@@ -210,80 +210,76 @@ impl FakeHydra {
             redirect_to: redirect.replace("{challenge}", challenge),
         })
     }
+    /// Answers a read of `challenge` (`call`) with what `find` finds, 404 when nothing.
+    fn look_up<T: Clone>(
+        &self,
+        call: &str,
+        challenge: &str,
+        find: impl FnOnce(&HydraState) -> Option<&T>,
+    ) -> Result<T, UpstreamError> {
+        self.check(call, challenge)?;
+        find(&self.state()).cloned().ok_or(UpstreamError::NotFound {
+            upstream: Upstream::Hydra,
+        })
+    }
+    /// Takes a decision on `challenge` (`call`): fails as told, or lets `record` keep what was
+    /// decided and sends the browser on.
+    fn decide(&self, call: &str, challenge: &str, record: impl FnOnce(&mut HydraState)) -> Answer {
+        self.check(call, challenge)?;
+        self.decided(challenge, record)
+    }
+    /// The end of a decision whose call was already checked: see [`FakeHydra::decide`].
+    fn decided(&self, challenge: &str, record: impl FnOnce(&mut HydraState)) -> Answer {
+        let next = self.next(challenge)?;
+        record(&mut self.state());
+        Ok(next)
+    }
 }
 
-fn known<T: Clone>(found: Option<&T>) -> Result<T, UpstreamError> {
-    found.cloned().ok_or(UpstreamError::NotFound {
-        upstream: Upstream::Hydra,
-    })
-}
+/// What Hydra answers to a decision: where the browser goes next.
+type Answer = Result<RedirectTo, UpstreamError>;
 
 #[async_trait]
 impl HydraAdmin for FakeHydra {
     async fn login_request(&self, challenge: &str) -> Result<LoginRequest, UpstreamError> {
-        self.check("login_request", challenge)?;
-        let state = self.state();
-        known(state.logins.get(challenge).or(state.any_login.as_ref()))
+        self.look_up("login_request", challenge, |s| {
+            s.logins.get(challenge).or(s.any_login.as_ref())
+        })
     }
-    async fn accept_login(
-        &self,
-        challenge: &str,
-        body: &AcceptLogin,
-    ) -> Result<RedirectTo, UpstreamError> {
+    async fn accept_login(&self, challenge: &str, body: &AcceptLogin) -> Answer {
         self.check("accept_login", challenge)?;
         let delay = self.state().accept_delay;
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
-        let next = self.next(challenge)?;
-        self.state()
-            .accepted_logins
-            .insert(challenge.to_owned(), body.clone());
-        Ok(next)
+        self.decided(challenge, |s| {
+            s.accepted_logins.insert(challenge.to_owned(), body.clone());
+        })
     }
     async fn consent_request(&self, challenge: &str) -> Result<ConsentRequest, UpstreamError> {
-        self.check("consent_request", challenge)?;
-        known(self.state().consents.get(challenge))
+        self.look_up("consent_request", challenge, |s| s.consents.get(challenge))
     }
-    async fn accept_consent(
-        &self,
-        challenge: &str,
-        body: &AcceptConsent,
-    ) -> Result<RedirectTo, UpstreamError> {
-        self.check("accept_consent", challenge)?;
-        let next = self.next(challenge)?;
-        self.state()
-            .accepted_consents
-            .push((challenge.to_owned(), body.clone()));
-        Ok(next)
+    async fn accept_consent(&self, challenge: &str, body: &AcceptConsent) -> Answer {
+        self.decide("accept_consent", challenge, |s| {
+            s.accepted_consents
+                .push((challenge.to_owned(), body.clone()))
+        })
     }
-    async fn reject_consent(
-        &self,
-        challenge: &str,
-        body: &RejectRequest,
-    ) -> Result<RedirectTo, UpstreamError> {
-        self.check("reject_consent", challenge)?;
-        let next = self.next(challenge)?;
-        self.state()
-            .rejected_consents
-            .insert(challenge.to_owned(), body.clone());
-        Ok(next)
+    async fn reject_consent(&self, challenge: &str, body: &RejectRequest) -> Answer {
+        self.decide("reject_consent", challenge, |s| {
+            s.rejected_consents
+                .insert(challenge.to_owned(), body.clone());
+        })
     }
     async fn logout_request(&self, challenge: &str) -> Result<LogoutRequest, UpstreamError> {
-        self.check("logout_request", challenge)?;
-        known(self.state().logouts.get(challenge))
+        self.look_up("logout_request", challenge, |s| s.logouts.get(challenge))
     }
-    async fn accept_logout(&self, challenge: &str) -> Result<RedirectTo, UpstreamError> {
-        self.check("accept_logout", challenge)?;
-        let next = self.next(challenge)?;
-        self.state().accepted_logouts.push(challenge.to_owned());
-        Ok(next)
+    async fn accept_logout(&self, challenge: &str) -> Answer {
+        self.decide("accept_logout", challenge, |s| {
+            s.accepted_logouts.push(challenge.to_owned())
+        })
     }
-    async fn accept_device(
-        &self,
-        challenge: &str,
-        body: &AcceptDevice,
-    ) -> Result<RedirectTo, UpstreamError> {
+    async fn accept_device(&self, challenge: &str, body: &AcceptDevice) -> Answer {
         self.check("accept_device", challenge)?;
         let next = self.next(challenge)?;
         let mut state = self.state();
@@ -296,7 +292,6 @@ impl HydraAdmin for FakeHydra {
         Ok(next)
     }
     async fn client(&self, client_id: &str) -> Result<OAuth2Client, UpstreamError> {
-        self.check("client", client_id)?;
-        known(self.state().clients.get(client_id))
+        self.look_up("client", client_id, |s| s.clients.get(client_id))
     }
 }

@@ -24,33 +24,24 @@ pub const SESSION_COOKIE: &str = "ory_kratos_session=s1";
 /// The instant every test clock starts at (2026-01-01), so sealed fixtures and seeds stay valid.
 pub const NOW_SECONDS: u64 = 1_767_225_600;
 
+/// The settings of the test deployment, one (variable, value) pair each.
+const SETTINGS: &[(&str, &str)] = &[
+    ("BRIDGE_PUBLIC_BASE_URL", "https://auth.example.com"),
+    ("BRIDGE_HYDRA_ADMIN_URL", "http://hydra.internal:4445"),
+    ("BRIDGE_HYDRA_PUBLIC_URL", HYDRA_ORIGIN),
+    ("BRIDGE_KRATOS_PUBLIC_URL", "http://kratos.internal:4433"),
+    ("BRIDGE_KRATOS_ADMIN_URL", "http://kratos.internal:4434"),
+    ("BRIDGE_KRATOS_BROWSER_URL", "https://id.example.com"),
+    ("BRIDGE_REPLAY_TABLE", "bridge-replay"),
+];
+
 /// The settings of the test deployment, as the environment would give them; tests add or
 /// override entries before building a [`Config`].
 pub fn base_env() -> HashMap<&'static str, String> {
-    HashMap::from([
-        (
-            "BRIDGE_PUBLIC_BASE_URL",
-            "https://auth.example.com".to_owned(),
-        ),
-        (
-            "BRIDGE_HYDRA_ADMIN_URL",
-            "http://hydra.internal:4445".to_owned(),
-        ),
-        ("BRIDGE_HYDRA_PUBLIC_URL", HYDRA_ORIGIN.to_owned()),
-        (
-            "BRIDGE_KRATOS_PUBLIC_URL",
-            "http://kratos.internal:4433".to_owned(),
-        ),
-        (
-            "BRIDGE_KRATOS_ADMIN_URL",
-            "http://kratos.internal:4434".to_owned(),
-        ),
-        (
-            "BRIDGE_KRATOS_BROWSER_URL",
-            "https://id.example.com".to_owned(),
-        ),
-        ("BRIDGE_REPLAY_TABLE", "bridge-replay".to_owned()),
-    ])
+    SETTINGS
+        .iter()
+        .map(|&(name, value)| (name, value.to_owned()))
+        .collect()
 }
 
 /// The configuration of the test deployment, built the way the functions build theirs.

@@ -93,11 +93,29 @@ fn unsigned_token(
     )
 }
 
-#[test]
-fn round_trip_preserves_payload_and_reports_times() {
+/// The test codec, a fresh [`payload`] and the token sealed for it at `T0`.
+fn sealed() -> (TokenCodec, ReturnToPayload, SealedToken) {
     let codec = codec();
     let payload = payload();
     let sealed = codec.seal(&payload, at(T0)).unwrap();
+    (codec, payload, sealed)
+}
+
+/// A token for a fresh [`payload`] sealed at `T0` by a codec with `keys`.
+fn sealed_under(keys: KeySet) -> String {
+    codec_with(keys).seal(&payload(), at(T0)).unwrap().token
+}
+
+/// Seals `payload` at `T0` and checks that the token opens to the same payload.
+fn assert_round_trip(codec: &TokenCodec, payload: &ReturnToPayload) -> SealedToken {
+    let sealed = codec.seal(payload, at(T0)).unwrap();
+    assert_eq!(&codec.open(&sealed.token, at(T0)).unwrap().payload, payload);
+    sealed
+}
+
+#[test]
+fn round_trip_preserves_payload_and_reports_times() {
+    let (codec, payload, sealed) = sealed();
     assert_eq!(sealed.expires_at, T0 + 600);
     assert_eq!(sealed.jti.len(), 22);
     let opened = codec.open(&sealed.token, at(T0 + 1)).unwrap();
@@ -133,16 +151,13 @@ fn round_trip_without_optional_fields_and_with_unicode() {
             policy: None,
         },
     ] {
-        let sealed = codec.seal(&payload, at(T0)).unwrap();
-        assert_eq!(codec.open(&sealed.token, at(T0)).unwrap().payload, payload);
+        assert_round_trip(&codec, &payload);
     }
 }
 
 #[test]
 fn each_token_gets_a_fresh_jti_and_ciphertext() {
-    let codec = codec();
-    let payload = payload();
-    let first = codec.seal(&payload, at(T0)).unwrap();
+    let (codec, payload, first) = sealed();
     let second = codec.seal(&payload, at(T0)).unwrap();
     assert_ne!(first.jti, second.jti);
     assert_ne!(first.token, second.token);
@@ -150,9 +165,7 @@ fn each_token_gets_a_fresh_jti_and_ciphertext() {
 
 #[test]
 fn token_does_not_reveal_the_payload() {
-    let codec = codec();
-    let payload = payload();
-    let sealed = codec.seal(&payload, at(T0)).unwrap();
+    let (_, payload, sealed) = sealed();
     let claims = jsonwebtoken::dangerous::insecure_decode::<serde_json::Value>(&sealed.token)
         .unwrap()
         .claims
@@ -235,8 +248,7 @@ fn over_long_tokens_are_refused_before_parsing() {
 
 #[test]
 fn expiry_has_zero_leeway() {
-    let codec = codec();
-    let sealed = codec.seal(&payload(), at(T0)).unwrap();
+    let (codec, _, sealed) = sealed();
     assert!(codec.open(&sealed.token, at(sealed.expires_at - 1)).is_ok());
     assert_eq!(
         codec.open(&sealed.token, at(sealed.expires_at)),
@@ -250,9 +262,7 @@ fn expiry_has_zero_leeway() {
 
 #[test]
 fn expired_token_opens_only_when_ignoring_expiry_and_only_if_genuine() {
-    let codec = codec();
-    let original = payload();
-    let sealed = codec.seal(&original, at(T0)).unwrap();
+    let (codec, original, sealed) = sealed();
     let late = at(sealed.expires_at + 3600);
     assert_eq!(codec.open(&sealed.token, late), Err(TokenError::Expired));
     let opened = codec.open_ignoring_expiry(&sealed.token, late).unwrap();
@@ -268,8 +278,7 @@ fn expired_token_opens_only_when_ignoring_expiry_and_only_if_genuine() {
 
 #[test]
 fn issued_in_the_future_beyond_skew_is_refused() {
-    let codec = codec();
-    let sealed = codec.seal(&payload(), at(T0)).unwrap();
+    let (codec, _, sealed) = sealed();
     let skew = MAX_CLOCK_SKEW.as_secs();
     assert!(codec.open(&sealed.token, at(T0 - skew)).is_ok());
     assert_eq!(
@@ -297,25 +306,20 @@ fn mistyped_or_missing_claims_are_refused() {
     assert!(codec
         .open(&sign_raw(&codec, "k1", &genuine), at(T0))
         .is_ok());
+    let assert_malformed = |claims: &serde_json::Value, what: &str| {
+        let token = sign_raw(&codec, "k1", claims);
+        assert_eq!(
+            codec.open(&token, at(T0)),
+            Err(TokenError::Malformed),
+            "{what}"
+        );
+    };
+    for claim in ["jti", "exp", "iat", "iss", "aud", "sealed"] {
+        let mut claims = genuine.clone();
+        claims.as_object_mut().unwrap().remove(claim);
+        assert_malformed(&claims, &format!("missing {claim}"));
+    }
     let alterations: Vec<(&str, ClaimsAlteration)> = vec![
-        ("missing jti", |c| {
-            drop(c.as_object_mut().unwrap().remove("jti"))
-        }),
-        ("missing exp", |c| {
-            drop(c.as_object_mut().unwrap().remove("exp"))
-        }),
-        ("missing iat", |c| {
-            drop(c.as_object_mut().unwrap().remove("iat"))
-        }),
-        ("missing iss", |c| {
-            drop(c.as_object_mut().unwrap().remove("iss"))
-        }),
-        ("missing aud", |c| {
-            drop(c.as_object_mut().unwrap().remove("aud"))
-        }),
-        ("missing sealed", |c| {
-            drop(c.as_object_mut().unwrap().remove("sealed"))
-        }),
         ("iat as string", |c| c["iat"] = json!(T0.to_string())),
         ("exp as float", |c| {
             c["exp"] = json!((T0 + 600) as f64 + 0.5)
@@ -330,22 +334,13 @@ fn mistyped_or_missing_claims_are_refused() {
     for (name, alter) in alterations {
         let mut claims = genuine.clone();
         alter(&mut claims);
-        let token = sign_raw(&codec, "k1", &claims);
-        let result = codec.open(&token, at(T0));
-        assert_eq!(result, Err(TokenError::Malformed), "{name}");
+        assert_malformed(&claims, name);
     }
-    let mut claims = genuine.clone();
-    claims.as_object_mut().unwrap().remove("jti");
-    assert_eq!(
-        codec.open(&sign_raw(&codec, "k1", &claims), at(T0)),
-        Err(TokenError::Malformed)
-    );
 }
 
 #[test]
 fn wrong_audience_or_issuer_is_refused() {
-    let codec = codec();
-    let sealed = codec.seal(&payload(), at(T0)).unwrap();
+    let (_, _, sealed) = sealed();
     let keys = test_key_set("k1", &[("k1", 1)]);
     let other_audience = TokenCodec::new(keys, ISSUER, "https://other/login/return", TTL).unwrap();
     assert_eq!(
@@ -363,8 +358,7 @@ fn wrong_audience_or_issuer_is_refused() {
 #[test]
 fn unknown_or_missing_kid_is_refused() {
     let codec = codec();
-    let other = codec_with(test_key_set("k9", &[("k9", 1)]));
-    let token = other.seal(&payload(), at(T0)).unwrap().token;
+    let token = sealed_under(test_key_set("k9", &[("k9", 1)]));
     assert_eq!(codec.open(&token, at(T0)), Err(TokenError::UnknownKey));
 
     let claims = genuine_claims(&codec);
@@ -375,28 +369,44 @@ fn unknown_or_missing_kid_is_refused() {
 
 #[test]
 fn same_kid_with_another_secret_fails_the_signature() {
-    let codec = codec();
-    let impostor = codec_with(test_key_set("k1", &[("k1", 2)]));
-    let token = impostor.seal(&payload(), at(T0)).unwrap().token;
-    assert_eq!(codec.open(&token, at(T0)), Err(TokenError::BadSignature));
+    let token = sealed_under(test_key_set("k1", &[("k1", 2)]));
+    assert_eq!(codec().open(&token, at(T0)), Err(TokenError::BadSignature));
+}
+
+/// Opens the genuine claims of `codec` under a header `{"alg": alg, "kid": "k1"}` for each of
+/// `algs`, with each of `signatures`, and expects every one to fail with `expected`.
+fn assert_algs_refused(
+    codec: &TokenCodec,
+    claims: &serde_json::Value,
+    algs: &[&str],
+    signatures: &[&str],
+    expected: TokenError,
+) {
+    for alg in algs {
+        let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
+        for signature in signatures {
+            let token = unsigned_token(&header, claims, signature);
+            assert_eq!(
+                codec.open(&token, at(T0)).err().as_ref(),
+                Some(&expected),
+                "alg {alg}"
+            );
+        }
+    }
 }
 
 #[test]
 fn alg_none_is_refused() {
     let codec = codec();
     let claims = genuine_claims(&codec);
-    for alg in ["none", "None", "NONE"] {
-        let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
-        for signature in ["", "AAAA"] {
-            let token = unsigned_token(&header, &claims, signature);
-            // `none` is no signature algorithm at all: the header is malformed.
-            assert_eq!(
-                codec.open(&token, at(T0)),
-                Err(TokenError::Malformed),
-                "alg {alg}"
-            );
-        }
-    }
+    // `none` is no signature algorithm at all: the header is malformed.
+    assert_algs_refused(
+        &codec,
+        &claims,
+        &["none", "None", "NONE"],
+        &["", "AAAA"],
+        TokenError::Malformed,
+    );
 }
 
 #[test]
@@ -407,15 +417,13 @@ fn asymmetric_algorithms_are_refused() {
     // classic key-confusion attack signs with the HMAC secret and claims RS256.
     let genuine = sign_raw(&codec, "k1", &claims);
     let signature = genuine.rsplit('.').next().unwrap();
-    for alg in ["RS256", "ES256", "EdDSA", "PS256", "HS384", "HS512"] {
-        let header = json!({"alg": alg, "typ": "JWT", "kid": "k1"});
-        let token = unsigned_token(&header, &claims, signature);
-        assert_eq!(
-            codec.open(&token, at(T0)),
-            Err(TokenError::WrongAlgorithm),
-            "alg {alg}"
-        );
-    }
+    assert_algs_refused(
+        &codec,
+        &claims,
+        &["RS256", "ES256", "EdDSA", "PS256", "HS384", "HS512"],
+        &[signature],
+        TokenError::WrongAlgorithm,
+    );
 }
 
 #[test]
@@ -488,20 +496,17 @@ fn token_length_for_a_two_kilobyte_challenge() {
         policy: None,
     };
     assert_eq!(payload.request_url.as_ref().unwrap().len(), 1024);
-    let sealed = codec.seal(&payload, at(T0)).unwrap();
+    let sealed = assert_round_trip(&codec, &payload);
     println!(
         "token length for a 2048-char random challenge + 1024-char request_url: {} chars",
         sealed.token.len()
     );
     assert!(sealed.token.len() <= MAX_TOKEN_CHARS);
-    assert_eq!(codec.open(&sealed.token, at(T0)).unwrap().payload, payload);
 }
 
 #[test]
 fn errors_and_debug_never_show_token_or_payload() {
-    let codec = codec();
-    let payload = payload();
-    let sealed = codec.seal(&payload, at(T0)).unwrap();
+    let (codec, payload, sealed) = sealed();
     let debug = format!("{payload:?} {sealed:?} {codec:?}");
     assert!(!debug.contains(&payload.login_challenge[..40]));
     assert!(!debug.contains(&sealed.token[..40]));

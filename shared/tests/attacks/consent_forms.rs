@@ -226,30 +226,28 @@ async fn forged_forms_never_widen_the_grant() {
         "profile",
         "custom:read",
     ];
-    let forged_pool = [
-        "openid",
-        "offline_access",
-        "email",
-        "phone",
-        "profile",
-        "custom:read",
-        "admin",
-        "OPENID",
-        "Email",
-        "email ",
-        " email",
-        "email\u{0}",
-        "email admin",
-        "email+phone",
-        "openid,admin",
-        "*",
-        "",
-        "custom",
-        "custom:write",
-        "profile\u{200b}",
-        "offline",
-        "phone_number",
-    ];
+    // What a forged form may ask for: the requestable scopes and lookalikes of them.
+    let forged_pool: Vec<&str> = pool
+        .into_iter()
+        .chain([
+            "admin",
+            "OPENID",
+            "Email",
+            "email ",
+            " email",
+            "email\u{0}",
+            "email admin",
+            "email+phone",
+            "openid,admin",
+            "*",
+            "",
+            "custom",
+            "custom:write",
+            "profile\u{200b}",
+            "offline",
+            "phone_number",
+        ])
+        .collect();
     let mut rng = Rng(0x5eed_cafe_f00d_1234);
     let mut tally = Tally::new("consent forged scopes");
     let kit = Kit::new();

@@ -1,6 +1,7 @@
 //! Injection: untrusted texts on pages and in headers.
 
 use crate::common::*;
+use bridge::hydra::ConsentRequest;
 
 // ------------------------------------------------------------------------------------------
 // Injection
@@ -47,6 +48,24 @@ fn raw_payload_problems(page: &str, payload: &str) -> Vec<String> {
     }
 }
 
+/// What is wrong with `response`, or with how `payload` stands on its page.
+fn page_problems(response: &Response<Body>, payload: &str) -> Vec<String> {
+    let mut problems = violations(response);
+    problems.extend(raw_payload_problems(&body(response), payload));
+    problems
+}
+
+/// The consent screen a fresh kit shows for `consent`.
+async fn consent_page(consent: ConsentRequest) -> Response<Body> {
+    let kit = Kit::new();
+    kit.hydra.add_consent("inj", consent);
+    consent::handle(
+        get("/consent?consent_challenge=inj", None),
+        &kit.consent_deps(),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn untrusted_texts_are_escaped() {
     let mut tally = Tally::new("HTML injection");
@@ -62,18 +81,11 @@ async fn untrusted_texts_are_escaped() {
             (Some(String::new()), payload.to_string(), "email".to_owned()),
             (None, "third".to_owned(), payload.to_string()),
         ] {
-            let kit = Kit::new();
             let mut consent = third_party_consent(false, &["openid", &scope]);
             consent.client.client_name = name;
             consent.client.client_id = id;
-            kit.hydra.add_consent("inj", consent);
-            let response = consent::handle(
-                get("/consent?consent_challenge=inj", None),
-                &kit.consent_deps(),
-            )
-            .await;
-            let mut problems = violations(&response);
-            problems.extend(raw_payload_problems(&body(&response), payload));
+            let response = consent_page(consent).await;
+            let mut problems = page_problems(&response, payload);
             if response.status() != 200 {
                 problems.push(format!("status {}", response.status()));
             }
@@ -90,37 +102,34 @@ async fn untrusted_texts_are_escaped() {
             format!("/error?id={}", encode(payload)),
         ] {
             let response = error_page::handle(get(&uri, None), &kit.error_deps()).await;
-            let mut problems = violations(&response);
-            problems.extend(raw_payload_problems(&body(&response), payload));
-            tally.record(&format!("Kratos error page {uri}"), problems);
+            tally.record(
+                &format!("Kratos error page {uri}"),
+                page_problems(&response, payload),
+            );
         }
         // Hydra's error parameters.
         for name in ["error", "error_description", "error_hint"] {
             let uri = format!("/error?{name}={}", encode(payload));
             let response = error_page::handle(get(&uri, None), &kit.error_deps()).await;
-            let mut problems = violations(&response);
-            problems.extend(raw_payload_problems(&body(&response), payload));
-            tally.record(&format!("Hydra error page {name}"), problems);
+            tally.record(
+                &format!("Hydra error page {name}"),
+                page_problems(&response, payload),
+            );
         }
     }
     for payload in LINK_PAYLOADS {
         for field in ["logo_uri", "policy_uri", "tos_uri"] {
-            let kit = Kit::new();
             let mut consent = third_party_consent(false, &["openid"]);
             match field {
                 "logo_uri" => consent.client.logo_uri = Some(payload.to_string()),
                 "policy_uri" => consent.client.policy_uri = Some(payload.to_string()),
                 _ => consent.client.tos_uri = Some(payload.to_string()),
             }
-            kit.hydra.add_consent("inj", consent);
-            let response = consent::handle(
-                get("/consent?consent_challenge=inj", None),
-                &kit.consent_deps(),
-            )
-            .await;
-            let mut problems = violations(&response);
-            problems.extend(raw_payload_problems(&body(&response), payload));
-            tally.record(&format!("consent {field} {payload:?}"), problems);
+            let response = consent_page(consent).await;
+            tally.record(
+                &format!("consent {field} {payload:?}"),
+                page_problems(&response, payload),
+            );
         }
     }
     tally.finish();
@@ -280,13 +289,7 @@ async fn no_header_injection_through_any_parameter() {
             ));
         }
         for (what, request, handler) in requests {
-            let response = match handler {
-                "login" => login::handle(request, &kit.login_deps()).await,
-                "return" => login_return::handle(request, &kit.return_deps()).await,
-                "consent" => consent::handle(request, &kit.consent_deps()).await,
-                "logout" => logout::handle(request, &kit.logout_deps()).await,
-                _ => error_page::handle(request, &kit.error_deps()).await,
-            };
+            let response = dispatch(&kit, handler, request).await;
             let mut problems = violations(&response);
             if response.headers().get_all("set-cookie").iter().count() > 1 {
                 problems.push("more than one Set-Cookie".to_owned());

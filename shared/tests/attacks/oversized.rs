@@ -239,13 +239,7 @@ async fn oversized_input_is_refused_quickly() {
     ));
     for (what, request, handler, statuses) in cases {
         let started = Instant::now();
-        let response = match handler {
-            "login" => login::handle(request, &kit.login_deps()).await,
-            "return" => login_return::handle(request, &kit.return_deps()).await,
-            "consent" => consent::handle(request, &kit.consent_deps()).await,
-            "logout" => logout::handle(request, &kit.logout_deps()).await,
-            _ => error_page::handle(request, &kit.error_deps()).await,
-        };
+        let response = dispatch(&kit, handler, request).await;
         let took = started.elapsed();
         slowest = slowest.max(took);
         let mut problems = violations(&response);

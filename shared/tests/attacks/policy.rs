@@ -4,8 +4,9 @@
 
 use bridge::hydra::{ConsentRequest, OidcContext};
 
+use crate::common::segments;
 use crate::common::*;
-use crate::tokens::{segments, signed_with_our_key};
+use crate::tokens::signed_with_our_key;
 
 const REQUEST_URL: &str = "https://oauth.example.com/oauth2/auth?client_id=app";
 
@@ -204,7 +205,7 @@ async fn assurance_downgrades_are_never_accepted() {
             altered[index] ^= flip;
             let mut forged_claims = claims.clone();
             forged_claims["sealed"] = json!(URL_SAFE_NO_PAD.encode(&altered));
-            let forged = signed_with_our_key(&kit.keys(), &header, &forged_claims);
+            let forged = signed_with_our_key(&header, &forged_claims);
             attack_return(
                 &kit,
                 &mut tally,

@@ -142,21 +142,18 @@ async fn responses_with_hydra_redirect(target: &str) -> Vec<(&'static str, Respo
 
     out.push((
         "login skip",
-        login::handle(get("/login?login_challenge=skip", None), &kit.login_deps()).await,
+        dispatch(&kit, "login", get("/login?login_challenge=skip", None)).await,
     ));
     out.push((
         "login sso",
-        login::handle(
+        dispatch(
+            &kit,
+            "login",
             get("/login?login_challenge=sso", Some(SESSION_COOKIE)),
-            &kit.login_deps(),
         )
         .await,
     ));
-    let response = login_return::handle(
-        get(&return_link(&token), Some(&return_cookies(&binding))),
-        &kit.return_deps(),
-    )
-    .await;
+    let response = send_return(&kit, &token, &return_cookies(&binding)).await;
     if response.status() == 502 {
         assert!(
             kit.replay.is_empty(),
@@ -170,11 +167,7 @@ async fn responses_with_hydra_redirect(target: &str) -> Vec<(&'static str, Respo
     kit.replay.complete(&claim, target).await.expect("complete");
     out.push((
         "return repeated",
-        login_return::handle(
-            get(&return_link(&token2), Some(&return_cookies(&binding2))),
-            &kit.return_deps(),
-        )
-        .await,
+        send_return(&kit, &token2, &return_cookies(&binding2)).await,
     ));
     out.push((
         "consent skip",
@@ -209,9 +202,10 @@ async fn responses_with_hydra_redirect(target: &str) -> Vec<(&'static str, Respo
     }
     out.push((
         "logout",
-        logout::handle(
+        dispatch(
+            &kit,
+            "logout",
             get("/logout?logout_challenge=lo", Some(SESSION_COOKIE)),
-            &kit.logout_deps(),
         )
         .await,
     ));
@@ -243,25 +237,14 @@ async fn sealed_request_urls_never_leave_hydra() {
         // The challenge is dead by the time the user comes back: the bridge restarts through
         // the sealed request_url, but only on Hydra's origin.
         kit.hydra.fail_accept("sealed", UpstreamKind::Expired);
-        let response = login_return::handle(
-            get(&return_link(&token), Some(&return_cookies(&binding))),
-            &kit.return_deps(),
-        )
-        .await;
+        let response = send_return(&kit, &token, &return_cookies(&binding)).await;
         let mut problems = violations(&response);
         if !matches!(response.status().as_u16(), 303 | 410) {
             problems.push(format!("status {}", response.status()));
         }
         tally.record(&format!("restart with request_url {target:?}"), problems);
         // No Kratos session: the browser goes through Kratos again with the same token.
-        let response = login_return::handle(
-            get(
-                &return_link(&token),
-                Some(&format!("__Host-bridge_binding={binding}")),
-            ),
-            &kit.return_deps(),
-        )
-        .await;
+        let response = send_return(&kit, &token, &format!("__Host-bridge_binding={binding}")).await;
         tally.record(
             &format!("no session with request_url {target:?}"),
             violations(&response),
@@ -281,11 +264,7 @@ async fn sealed_request_urls_never_leave_hydra() {
         // The token expired: the 410 page may offer "Start again" through the sealed
         // request_url, but only on Hydra's public origin.
         kit.advance(kit.config.token_ttl + Duration::from_secs(1));
-        let response = login_return::handle(
-            get(&return_link(&token), Some(&return_cookies(&binding))),
-            &kit.return_deps(),
-        )
-        .await;
+        let response = send_return(&kit, &token, &return_cookies(&binding)).await;
         let mut problems = violations(&response);
         if response.status() != 410 {
             problems.push(format!("status {}", response.status()));
@@ -346,12 +325,7 @@ async fn retry_links_stay_on_our_site() {
                 continue;
             };
             let request = Request::from(request);
-            let response = match handler {
-                "login" => login::handle(request, &kit.login_deps()).await,
-                "return" => login_return::handle(request, &kit.return_deps()).await,
-                "consent" => consent::handle(request, &kit.consent_deps()).await,
-                _ => logout::handle(request, &kit.logout_deps()).await,
-            };
+            let response = dispatch(&kit, handler, request).await;
             let mut problems = violations(&response);
             if response.status() != 503 {
                 problems.push(format!("status {}", response.status()));
