@@ -58,13 +58,10 @@ pub struct KratosSession {
     /// Session id (not the session token): what Hydra stores as `identity_provider_session_id`.
     pub id: String,
     /// Kratos answers `active: false` for sessions that were revoked but not yet deleted.
-    #[serde(default)]
     pub active: Option<bool>,
     /// RFC 3339 time of the last authentication, for `max_age`.
-    #[serde(default)]
     pub authenticated_at: Option<String>,
     /// `aal1` or `aal2`.
-    #[serde(default)]
     pub authenticator_assurance_level: Option<String>,
     /// How the user authenticated.
     #[serde(default)]
