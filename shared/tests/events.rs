@@ -3,7 +3,7 @@
 //! `cargo lambda invoke --data-file events/<name>.json` sends to a locally running function.
 //!
 //! Every fixture has a case here and every case a fixture. Missing fixtures are written on the
-//! first run; `BRIDGE_REGENERATE_EVENTS=1 cargo test -p bridge-shared --test events` rewrites them
+//! first run; `BRIDGE_REGENERATE_EVENTS=1 cargo test -p bridge-shared --features testkit --test events` rewrites them
 //! all.
 
 use std::path::{Path, PathBuf};
