@@ -1325,6 +1325,12 @@ async fn e2e_aal2_client_steps_up() {
         let claims = step_up_with_totp(&b, mark, &secret).await;
 
         assert_eq!(claims["acr"], "aal2", "claims: {claims}");
+        assert!(
+            claims["amr"]
+                .as_array()
+                .is_some_and(|amr| amr.iter().any(|m| m == "otp")),
+            "amr without otp: {claims}"
+        );
         assert_eq!(claims["email"], user.email.as_str());
         let session = kratos_session(stack, &b.kratos_cookie_header().await).await;
         assert_eq!(session["authenticator_assurance_level"], "aal2");
