@@ -25,10 +25,28 @@ const THIRD_PARTY_NAME: &str = "Third-Party Demo App";
 
 /// A full Google sign-in for `client_id`, from the demo client to its claims page.
 async fn google_login(b: &Browser, client_id: &str, user: &GoogleUser) -> Value {
-    b.start(client_id, None, None).await;
+    google_sign_in(b, client_id, None, user).await;
+    b.wait_for_claims().await
+}
+
+/// A Google sign-in for `client_id` from the demo client through the login site and the mock,
+/// up to wherever the bridge sends the browser next.
+async fn google_sign_in(b: &Browser, client_id: &str, scope: Option<&str>, user: &GoogleUser) {
+    b.start(client_id, scope, None).await;
     b.wait_for_login_site().await;
     b.sign_in_with_google(user).await;
-    b.wait_for_claims().await
+}
+
+/// A Google account at the mock that Kratos has never seen.
+async fn new_google_user(stack: &Stack, tag: &str) -> GoogleUser {
+    let user = GoogleUser::unique(tag);
+    stack.put_google_user(&user).await;
+    user
+}
+
+/// Panics with `why` unless Hydra still waits for an answer to the login `challenge`.
+async fn assert_login_pending(stack: &Stack, challenge: &str, why: &str) {
+    assert_eq!(stack.hydra_login_request(challenge).await.0, 200, "{why}");
 }
 
 /// A new Google account, registered with Kratos by a first login in its own browser.
@@ -1234,8 +1252,7 @@ fn totp_matches_the_rfc_6238_sha1_vectors() {
 /// authenticator on the login site's settings page, in its own browser. Returns the account and
 /// the TOTP secret.
 async fn totp_enrolled_google_user(ctx: &bridge_e2e::Ctx, tag: &str) -> (GoogleUser, String) {
-    let user = GoogleUser::unique(tag);
-    ctx.stack.put_google_user(&user).await;
+    let user = new_google_user(&ctx.stack, tag).await;
     let b = ctx.browser().await;
     b.sign_in_at_login_site(&user).await;
     b.goto(&ctx.stack.login_site.join("settings").expect("settings URL"))
@@ -1319,9 +1336,7 @@ async fn e2e_aal2_client_steps_up() {
 
         let b = ctx.browser().await;
         let mark = b.mark().await;
-        b.start(AAL2_CLIENT, None, None).await;
-        b.wait_for_login_site().await;
-        b.sign_in_with_google(&user).await;
+        google_sign_in(&b, AAL2_CLIENT, None, &user).await;
         let claims = step_up_with_totp(&b, mark, &secret).await;
 
         assert_eq!(claims["acr"], "aal2", "claims: {claims}");
@@ -1372,8 +1387,7 @@ async fn e2e_acr_values_aal2_honoured() {
 async fn e2e_client_allowed_methods_enforced() {
     e2e("e2e_client_allowed_methods_enforced", |ctx| async move {
         let stack = &ctx.stack;
-        let user = GoogleUser::unique("google-only");
-        stack.put_google_user(&user).await;
+        let user = new_google_user(stack, "google-only").await;
         let g = ctx.browser().await;
         g.start(GOOGLE_ONLY_CLIENT, None, None).await;
         g.wait_for_login_site().await;
@@ -1414,12 +1428,12 @@ async fn e2e_client_allowed_methods_enforced() {
             "the login site offers the SMS code to a Google-only client"
         );
         assert!(!s.exists("claims-json").await);
-        let challenge = last_login_challenge(&s).await;
-        assert_eq!(
-            stack.hydra_login_request(&challenge).await.0,
-            200,
-            "the SMS session's login was accepted for a Google-only client"
-        );
+        assert_login_pending(
+            stack,
+            &last_login_challenge(&s).await,
+            "the SMS session's login was accepted for a Google-only client",
+        )
+        .await;
     })
     .await;
 }
@@ -1431,13 +1445,15 @@ async fn e2e_client_allowed_methods_enforced() {
 async fn e2e_scope_allowlist_enforced() {
     e2e("e2e_scope_allowlist_enforced", |ctx| async move {
         let stack = &ctx.stack;
-        let user = GoogleUser::unique("scoped");
-        stack.put_google_user(&user).await;
+        let user = new_google_user(stack, "scoped").await;
         let b = ctx.browser().await;
-        b.start(SCOPED_CLIENT, Some("openid email offline_access"), None)
-            .await;
-        b.wait_for_login_site().await;
-        b.sign_in_with_google(&user).await;
+        google_sign_in(
+            &b,
+            SCOPED_CLIENT,
+            Some("openid email offline_access"),
+            &user,
+        )
+        .await;
         assert_eq!(b.text("page-title").await, "Sign-in refused");
         assert_eq!(last_status_from(&b, "/consent").await, 403);
         assert!(!b.exists("claims-json").await);
@@ -1485,11 +1501,7 @@ async fn e2e_policy_hook_denies() {
             .unwrap_or_default();
         assert_eq!(b.text("page-detail").await, reason, "the hook's reason");
         assert_eq!(last_status_from(&b, "/login/return").await, 403);
-        assert_eq!(
-            stack.hydra_login_request(&challenge).await.0,
-            200,
-            "a login the hook denied was accepted"
-        );
+        assert_login_pending(stack, &challenge, "a login the hook denied was accepted").await;
 
         b.start(FIRST_PARTY, None, None).await;
         let claims = b.wait_for_claims().await;
@@ -1511,8 +1523,7 @@ async fn e2e_policy_hook_adds_claims() {
             .cloned()
             .expect("the stack declares HOOK_CLAIMS_NAMESPACE");
         let tenant = format!("{namespace}tenant");
-        let user = GoogleUser::unique("hook-claims");
-        stack.put_google_user(&user).await;
+        let user = new_google_user(stack, "hook-claims").await;
 
         let b = ctx.browser().await;
         let claims = google_login(&b, HOOKED_CLIENT, &user).await;
@@ -1548,8 +1559,7 @@ async fn e2e_policy_hook_down_fails_closed() {
             "{} must point its bridge at a hook that is down (STACK_POLICY_HOOK=down), not {hook:?}",
             stack.env_file.display()
         );
-        let user = GoogleUser::unique("hook-down");
-        stack.put_google_user(&user).await;
+        let user = new_google_user(stack, "hook-down").await;
         let b = ctx.browser().await;
         // A Kratos session first, made without Hydra: the 15 s login TTL of this stack then only
         // has to cover the quick single sign-on below.
@@ -1576,11 +1586,8 @@ async fn e2e_policy_hook_down_fails_closed() {
             .and_then(|h| refused.url.join(&h).ok())
             .expect("a Try again link");
         assert_eq!(retry, refused.url, "Try again is the same return link");
-        assert_eq!(
-            stack.hydra_login_request(&challenge).await.0,
-            200,
-            "a login was accepted while the hook was down"
-        );
+        assert_login_pending(stack, &challenge, "a login was accepted while the hook was down")
+            .await;
 
         b.start(FIRST_PARTY, None, None).await;
         let claims = b.wait_for_claims().await;
