@@ -286,14 +286,38 @@ impl Browser {
     /// Waits until an element matching the CSS selector is present: for what Kratos names
     /// (`input[name="totp_code"]`) and the login site passes through without a testid.
     pub async fn wait_for_css(&self, css: &str) -> Element {
+        match self.find_css_within_wait(css).await {
+            Some(element) => element,
+            None => {
+                self.fail(&format!("no element {css} within {WAIT:?}"))
+                    .await
+            }
+        }
+    }
+
+    /// Like [`wait_for_css`](Self::wait_for_css) on a page that shows a secret (a TOTP key): a
+    /// failure names the page's path only, never its text or query.
+    pub async fn wait_for_css_on_secret_page(&self, css: &str) -> Element {
+        match self.find_css_within_wait(css).await {
+            Some(element) => element,
+            None => {
+                let path = self.url().await.path().to_owned();
+                panic!(
+                    "[{}] no element {css} within {WAIT:?} on {path} (page text withheld: it shows a secret)",
+                    self.label
+                )
+            }
+        }
+    }
+
+    async fn find_css_within_wait(&self, css: &str) -> Option<Element> {
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(element) = self.client.find(Locator::Css(css)).await {
-                return element;
+                return Some(element);
             }
             if Instant::now() > deadline {
-                self.fail(&format!("no element {css} within {WAIT:?}"))
-                    .await;
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

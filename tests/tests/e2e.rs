@@ -1258,7 +1258,7 @@ async fn totp_enrolled_google_user(ctx: &bridge_e2e::Ctx, tag: &str) -> (GoogleU
     b.goto(&ctx.stack.login_site.join("settings").expect("settings URL"))
         .await;
     let secret = b
-        .wait_for_css("#kratos-text-totp_secret_key")
+        .wait_for_css_on_secret_page("#kratos-text-totp_secret_key")
         .await
         .text()
         .await
@@ -1271,20 +1271,23 @@ async fn totp_enrolled_google_user(ctx: &bridge_e2e::Ctx, tag: &str) -> (GoogleU
     );
     submit_totp(&b, &secret).await;
     // Kratos' "Your changes have been saved!"
-    b.wait_for_css("[data-message-id=\"1050001\"]").await;
+    b.wait_for_css_on_secret_page("[data-message-id=\"1050001\"]")
+        .await;
     (user, secret)
 }
 
 /// Types the current TOTP code into the form Kratos shows (settings or a step-up login) and
-/// submits it.
+/// submits it. Failures never print the page: the settings page shows the secret.
 async fn submit_totp(b: &Browser, secret: &str) {
-    let field = b.wait_for_css("input[name=\"totp_code\"]").await;
+    let field = b
+        .wait_for_css_on_secret_page("input[name=\"totp_code\"]")
+        .await;
     let _ = field.clear().await;
     field
         .send_keys(&totp(secret, now_epoch()))
         .await
         .unwrap_or_else(|e| panic!("[{}] type the TOTP code: {e}", b.label));
-    b.wait_for_css("button[name=\"method\"][value=\"totp\"]")
+    b.wait_for_css_on_secret_page("button[name=\"method\"][value=\"totp\"]")
         .await
         .click()
         .await
