@@ -23,6 +23,10 @@
 #                             BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS
 #   STACK_DEVICE_CODE_TTL_SECONDS (900)  Hydra ttl.device_user_code (Hydra v26+)
 #   STACK_REPLAY_TABLE (bridge-replay)  DynamoDB table name
+#   STACK_POLICY_HOOK (local) local: the bridge asks the reference policy hook (examples/policy-hook)
+#                             served by the functions' watcher at $FUNCTIONS_URL/policy-hook;
+#                             down: a closed port (127.0.0.1:1), for the fail-closed scenario
+#   STACK_HOOK_DENY_EMAIL_DOMAINS (denied.e2e.example.com)  the reference hook denies these domains
 #   STACK_START_TIMEOUT (60)  seconds to wait for each part (apps: STACK_APP_TIMEOUT, 600, they compile)
 #   KRATOS_PUBLIC_PORT KRATOS_ADMIN_PORT HYDRA_PUBLIC_PORT HYDRA_ADMIN_PORT FUNCTIONS_PORT
 #   LOGIN_SITE_PORT DEMO_CLIENT_PORT MOCK_GOOGLE_PORT SMS_SINK_PORT MOTO_PORT
@@ -55,7 +59,9 @@ STACK_GOOGLE_GIVEN_NAME=${STACK_GOOGLE_GIVEN_NAME:-Ada}
 STACK_GOOGLE_FAMILY_NAME=${STACK_GOOGLE_FAMILY_NAME:-Lovelace}
 
 # Hydra clients registered at start (demo-device, a public device-grant client, on Hydra v26+).
-STACK_CLIENTS="demo-first-party demo-second demo-third-party"
+# The demo-aal2, demo-google-only, demo-scoped and demo-hooked clients carry a per-client sign-in
+# policy (docs/policy.md), one rule each, for the policy scenarios.
+STACK_CLIENTS="demo-first-party demo-second demo-third-party demo-aal2 demo-google-only demo-scoped demo-hooked"
 
 _stack_log() { printf '[stack] %s\n' "$*" >&2; }
 _stack_fail() {
@@ -207,6 +213,51 @@ _stack_keyset() {
     printf '{"current":"dev2","keys":[{"kid":"dev2","secret":"%s"},{"kid":"dev1","secret":"%s"}]}' "$k1" "$k0"
 }
 
+# _stack_hook_keys: the reference hook's HOOK_SIGNING_KEYS for $BRIDGE_KEYSET_JSON, as
+# `doctor policy-hook-keys` prints them (docs/policy.md: HKDF-SHA256, no salt, the entry's decoded
+# secret, the policy-hook info string; current kid first). Computed here so that starting the
+# stack needs no doctor build; the keys never reach the command line.
+_stack_hook_keys() {
+    python3 -c '
+import base64, hashlib, hmac, json, os
+keyset = json.loads(os.environ["BRIDGE_KEYSET_JSON"])
+info = b"hydra-kratos-bridge/v1/policy-hook/hmac-sha256"
+def subkey(secret):
+    ikm = base64.urlsafe_b64decode(secret + "=" * (-len(secret) % 4))
+    prk = hmac.new(b"\0" * 32, ikm, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).hexdigest()
+keys = sorted(keyset["keys"], key=lambda k: k["kid"] != keyset["current"])
+print(",".join(k["kid"] + ":" + subkey(k["secret"]) for k in keys))
+'
+}
+
+# _stack_policy_hook: the bridge's hook settings and the reference hook's rules (the hook runs
+# under the functions' watcher, so it inherits these). Deny: e-mails of
+# $STACK_HOOK_DENY_EMAIL_DOMAINS (read from the `email` trait); claims: tenant=acme in the
+# bridge's default namespace. A 5 s timeout (the most allowed): the hook shares two loaded cores
+# with browsers and builds in CI, and a slow answer fails the sign-in closed.
+_stack_policy_hook() {
+    case ${STACK_POLICY_HOOK:-local} in
+        local) BRIDGE_POLICY_HOOK_URL="$FUNCTIONS_URL/policy-hook" ;;
+        # Port 1 is privileged and never served on these machines: a connection is refused at once.
+        down) BRIDGE_POLICY_HOOK_URL="http://127.0.0.1:1/policy-hook" ;;
+        *)
+            _stack_fail stack "STACK_POLICY_HOOK must be local or down, not ${STACK_POLICY_HOOK}"
+            return 1
+            ;;
+    esac
+    BRIDGE_POLICY_HOOK_TRAITS=email
+    BRIDGE_POLICY_HOOK_TIMEOUT_MS=${BRIDGE_POLICY_HOOK_TIMEOUT_MS:-5000}
+    HOOK_SIGNING_KEYS=$(_stack_hook_keys) && [ -n "$HOOK_SIGNING_KEYS" ] ||
+        { _stack_fail stack "cannot derive the policy hook's keys from the key set"; return 1; }
+    HOOK_DENY_EMAIL_DOMAINS=${STACK_HOOK_DENY_EMAIL_DOMAINS:-denied.e2e.example.com}
+    HOOK_DENY_REASON="Accounts of this domain may not sign in to this application."
+    HOOK_CLAIMS_NAMESPACE="$FUNCTIONS_URL/claims/"
+    HOOK_ADD_CLAIMS_JSON='{"tenant":"acme"}'
+    export BRIDGE_POLICY_HOOK_URL BRIDGE_POLICY_HOOK_TRAITS BRIDGE_POLICY_HOOK_TIMEOUT_MS \
+        HOOK_SIGNING_KEYS HOOK_DENY_EMAIL_DOMAINS HOOK_DENY_REASON HOOK_CLAIMS_NAMESPACE HOOK_ADD_CLAIMS_JSON
+}
+
 _stack_write_env() {
     local f n set v
     f="$STACK_STATE/env"
@@ -228,7 +279,9 @@ _stack_write_env() {
             BRIDGE_REMEMBER_FOR_SECONDS BRIDGE_TRUSTED_CLIENTS BRIDGE_CLAIM_MAPPING_JSON \
             BRIDGE_UPSTREAM_TIMEOUT_MS BRIDGE_KRATOS_SESSION_COOKIE BRIDGE_DEVICE_MAX_ATTEMPTS \
             BRIDGE_DEVICE_MAX_ATTEMPTS_PER_ADDRESS BRIDGE_DEVICE_ATTEMPT_WINDOW_SECONDS \
-            BRIDGE_DEVICE_USER_CODE_CASE RUST_LOG; do
+            BRIDGE_DEVICE_USER_CODE_CASE BRIDGE_POLICY_HOOK_URL BRIDGE_POLICY_HOOK_TRAITS \
+            BRIDGE_POLICY_HOOK_TIMEOUT_MS HOOK_SIGNING_KEYS HOOK_DENY_EMAIL_DOMAINS HOOK_DENY_REASON \
+            HOOK_CLAIMS_NAMESPACE HOOK_ADD_CLAIMS_JSON RUST_LOG; do
             eval "set=\${$n+x} v=\${$n:-}"
             # shellcheck disable=SC2154
             if [ "$set" = x ]; then echo "export $n=$(_stack_q "$v")"; fi
@@ -258,6 +311,11 @@ _stack_register_clients() {
             demo-third-party)
                 extra="\"client_name\":\"Third-Party Demo App\",\"skip_consent\":false,\"logo_uri\":\"$DEMO_CLIENT_URL/logo.svg\",\"policy_uri\":\"$DEMO_CLIENT_URL/policy\",\"tos_uri\":\"$DEMO_CLIENT_URL/tos\""
                 ;;
+            # First-party clients with a policy: the policy is checked whatever consent skips.
+            demo-aal2) extra='"client_name":"Demo (second factor)","skip_consent":true,"metadata":{"bridge":{"version":1,"required_aal":"aal2"}}' ;;
+            demo-google-only) extra='"client_name":"Demo (Google only)","skip_consent":true,"metadata":{"bridge":{"version":1,"allowed_methods":["oidc"]}}' ;;
+            demo-scoped) extra='"client_name":"Demo (openid and email only)","skip_consent":true,"metadata":{"bridge":{"version":1,"allowed_scopes":["openid","email"]}}' ;;
+            demo-hooked) extra='"client_name":"Demo (policy hook)","skip_consent":true,"metadata":{"bridge":{"version":1,"hook":true}}' ;;
         esac
         [ "$id" = demo-device ] ||
             body=$(printf '{"client_id":"%s",%s,"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"scope":"%s","redirect_uris":["%s/callback"],"post_logout_redirect_uris":["%s/logged-out"],"token_endpoint_auth_method":"none"}' \
@@ -311,7 +369,7 @@ _stack_start_apps() {
         rc=0
         # One binary at a time, as `cargo lambda watch` builds them (`cargo run --bin NAME`), so the
         # watcher finds every artifact fresh on the first call and builds nothing then.
-        for a in login login-return consent logout error device; do
+        for a in login login-return consent logout error device policy-hook; do
             [ $rc = 0 ] || break
             _stack_app_builds "function-$a" --bin "$a" || rc=$?
         done
@@ -429,6 +487,7 @@ _stack_start_inner() {
         BRIDGE_KRATOS_ADMIN_URL BRIDGE_KRATOS_BROWSER_URL BRIDGE_REPLAY_TABLE BRIDGE_DYNAMODB_ENDPOINT \
         BRIDGE_KEYSET_JSON BRIDGE_HYDRA_LOGIN_CONSENT_TTL_SECONDS BRIDGE_DEV_INSECURE_COOKIES \
         LOGIN_SITE_ADDR DEMO_CLIENT_ADDR DEMO_CLIENT_BASE_URL STACK_GOOGLE_SUB STACK_GOOGLE_EMAIL STACK_CLIENTS STACK_ORY
+    _stack_policy_hook || return 1
     _stack_write_env
 
     _stack_log "building devstack (sms-sink, create-replay-table)"

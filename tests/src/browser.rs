@@ -280,17 +280,44 @@ impl Browser {
 
     /// Waits until an element with `data-testid` = `testid` is present.
     pub async fn wait_for(&self, testid: &str) -> Element {
-        let css = testid_css(testid);
+        self.wait_for_css(&testid_css(testid)).await
+    }
+
+    /// Waits until an element matching the CSS selector is present: for what Kratos names
+    /// (`input[name="totp_code"]`) and the login site passes through without a testid.
+    pub async fn wait_for_css(&self, css: &str) -> Element {
+        match self.find_css_within_wait(css).await {
+            Some(element) => element,
+            None => {
+                self.fail(&format!("no element {css} within {WAIT:?}"))
+                    .await
+            }
+        }
+    }
+
+    /// Like [`wait_for_css`](Self::wait_for_css) on a page that shows a secret (a TOTP key): a
+    /// failure names the page's path only, never its text or query.
+    pub async fn wait_for_css_on_secret_page(&self, css: &str) -> Element {
+        match self.find_css_within_wait(css).await {
+            Some(element) => element,
+            None => {
+                let path = self.url().await.path().to_owned();
+                panic!(
+                    "[{}] no element {css} within {WAIT:?} on {path} (page text withheld: it shows a secret)",
+                    self.label
+                )
+            }
+        }
+    }
+
+    async fn find_css_within_wait(&self, css: &str) -> Option<Element> {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(element) = self.client.find(Locator::Css(&css)).await {
-                return element;
+            if let Ok(element) = self.client.find(Locator::Css(css)).await {
+                return Some(element);
             }
             if Instant::now() > deadline {
-                self.fail(&format!(
-                    "no element [data-testid={testid}] within {WAIT:?}"
-                ))
-                .await;
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -514,18 +541,35 @@ impl Browser {
 
     /// Starts a login at the demo client.
     pub async fn start(&self, client_id: &str, scope: Option<&str>, prompt: Option<&str>) {
+        let params: Vec<(&str, &str)> = [("scope", scope), ("prompt", prompt)]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|v| (name, v)))
+            .collect();
+        self.start_with(client_id, &params).await;
+    }
+
+    /// Starts a login at the demo client with more of its `/start` parameters (`scope`,
+    /// `prompt`, `max_age`, `acr_values`).
+    pub async fn start_with(&self, client_id: &str, params: &[(&str, &str)]) {
         let mut url = self.stack.demo("start");
-        {
-            let mut query = url.query_pairs_mut();
-            query.append_pair("client_id", client_id);
-            if let Some(scope) = scope {
-                query.append_pair("scope", scope);
-            }
-            if let Some(prompt) = prompt {
-                query.append_pair("prompt", prompt);
-            }
-        }
+        url.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .extend_pairs(params);
         self.goto(&url).await;
+    }
+
+    /// A Kratos session without any OAuth2 client: the login site's own sign-in with Google
+    /// (registering the account on the way), back on the login site's start page.
+    pub async fn sign_in_at_login_site(&self, user: &GoogleUser) {
+        let site = self.stack.login_site.clone();
+        self.goto(&site.join("login").expect("login site URL"))
+            .await;
+        self.wait_for_login_site().await;
+        self.sign_in_with_google(user).await;
+        self.wait_for_url("the login site's start page", |u| {
+            same_origin(u, &site) && u.path() == "/"
+        })
+        .await;
     }
 
     /// Waits for the reference login site's sign-in page.

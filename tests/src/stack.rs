@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use url::Url;
 
@@ -202,8 +202,10 @@ impl Stack {
         ];
         for (part, url) in probes {
             let url = url.expect("probe URL");
-            self.expect_answer(part, &url, Duration::from_secs(10), |s| s.is_success())
-                .await;
+            self.expect_answer(part, Method::GET, &url, Duration::from_secs(10), |s| {
+                s.is_success()
+            })
+            .await;
         }
         // The functions compile on their first call under `cargo lambda watch`: be patient.
         for (route, status) in [
@@ -216,9 +218,24 @@ impl Stack {
             let url = self.functions.join(route).expect("function URL");
             self.expect_answer(
                 &format!("function /{route}"),
+                Method::GET,
                 &url,
                 Duration::from_secs(600),
                 |s| s.as_u16() == status,
+            )
+            .await;
+        }
+        // The reference policy hook, where this stack's bridge asks it: started by its first
+        // call too, which must not be a sign-in's (the bridge's hook timeout is seconds). An
+        // unsigned POST is refused with 401.
+        let hook = self.function("policy-hook");
+        if self.vars.get("BRIDGE_POLICY_HOOK_URL").map(String::as_str) == Some(hook.as_str()) {
+            self.expect_answer(
+                "the policy hook",
+                Method::POST,
+                &hook,
+                Duration::from_secs(600),
+                |s| s == StatusCode::UNAUTHORIZED,
             )
             .await;
         }
@@ -230,6 +247,7 @@ impl Stack {
     async fn expect_answer(
         &self,
         part: &str,
+        method: Method,
         url: &Url,
         patience: Duration,
         ok: impl Fn(StatusCode) -> bool,
@@ -241,7 +259,7 @@ impl Stack {
             .build()
             .expect("HTTP client");
         let last = loop {
-            let outcome = client.get(url.clone()).send().await;
+            let outcome = client.request(method.clone(), url.clone()).send().await;
             let last = match outcome {
                 Ok(response) if ok(response.status()) => return,
                 Ok(response) => format!("HTTP {}", response.status()),

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bridge_e2e::{e2e, e2e_short_ttl, unique_phone, Browser, Document, GoogleUser, Stack};
+use bridge_e2e::{
+    e2e, e2e_short_ttl, same_origin, unique_phone, Browser, Document, GoogleUser, Mark, Stack,
+};
 use demo_client::device::{DeviceAuthorization, DeviceError};
 use demo_client::oauth::TokenError;
 use serde_json::Value;
@@ -23,10 +25,28 @@ const THIRD_PARTY_NAME: &str = "Third-Party Demo App";
 
 /// A full Google sign-in for `client_id`, from the demo client to its claims page.
 async fn google_login(b: &Browser, client_id: &str, user: &GoogleUser) -> Value {
-    b.start(client_id, None, None).await;
+    google_sign_in(b, client_id, None, user).await;
+    b.wait_for_claims().await
+}
+
+/// A Google sign-in for `client_id` from the demo client through the login site and the mock,
+/// up to wherever the bridge sends the browser next.
+async fn google_sign_in(b: &Browser, client_id: &str, scope: Option<&str>, user: &GoogleUser) {
+    b.start(client_id, scope, None).await;
     b.wait_for_login_site().await;
     b.sign_in_with_google(user).await;
-    b.wait_for_claims().await
+}
+
+/// A Google account at the mock that Kratos has never seen.
+async fn new_google_user(stack: &Stack, tag: &str) -> GoogleUser {
+    let user = GoogleUser::unique(tag);
+    stack.put_google_user(&user).await;
+    user
+}
+
+/// Panics with `why` unless Hydra still waits for an answer to the login `challenge`.
+async fn assert_login_pending(stack: &Stack, challenge: &str, why: &str) {
+    assert_eq!(stack.hydra_login_request(challenge).await.0, 200, "{why}");
 }
 
 /// A new Google account, registered with Kratos by a first login in its own browser.
@@ -1162,5 +1182,430 @@ async fn e2e_device_code_wrong_expired_or_reused() {
             assert!(error.contains("expired"), "expired code message: {error}");
         },
     )
+    .await;
+}
+
+// --- per-client policy (docs/policy.md) ------------------------------------------------------
+
+/// Needs a second factor (`required_aal: aal2`).
+const AAL2_CLIENT: &str = "demo-aal2";
+/// May only be signed in to with Google (`allowed_methods: ["oidc"]`).
+const GOOGLE_ONLY_CLIENT: &str = "demo-google-only";
+/// May only get `openid email` (`allowed_scopes`).
+const SCOPED_CLIENT: &str = "demo-scoped";
+/// Asks the policy hook (`hook: true`).
+const HOOKED_CLIENT: &str = "demo-hooked";
+
+/// RFC 6238 TOTP as Kratos checks it: HMAC-SHA1, 30-second steps, 6 digits, over the base32
+/// secret the settings flow shows.
+fn totp(secret: &str, unix_seconds: u64) -> String {
+    use hmac::{Hmac, Mac};
+    let key = base32_decode(secret).unwrap_or_else(|| panic!("TOTP secret is not base32"));
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).expect("HMAC takes any key");
+    mac.update(&(unix_seconds / 30).to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = usize::from(digest[digest.len() - 1] & 0x0f);
+    let truncated = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    format!("{:06}", truncated % 1_000_000)
+}
+
+/// RFC 4648 base32 (upper or lower case, padding optional); `None` for any other character.
+fn base32_decode(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits: u64 = 0;
+    let mut held = 0u32;
+    let mut out = Vec::new();
+    for c in text.trim().trim_end_matches('=').bytes() {
+        let value = ALPHABET.iter().position(|&a| a == c.to_ascii_uppercase())?;
+        bits = (bits << 5) | value as u64;
+        held += 5;
+        if held >= 8 {
+            held -= 8;
+            out.push((bits >> held) as u8);
+            bits &= (1 << held) - 1;
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn totp_matches_the_rfc_6238_sha1_vectors() {
+    // RFC 6238 appendix B: the ASCII secret "12345678901234567890", last 6 of the 8 digits.
+    let secret = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+    assert_eq!(
+        base32_decode(secret).as_deref(),
+        Some(&b"12345678901234567890"[..])
+    );
+    assert_eq!(totp(secret, 59), "287082");
+    assert_eq!(totp(secret, 1_111_111_109), "081804");
+    assert_eq!(totp(secret, 1_234_567_890), "005924");
+    assert_eq!(totp(&secret.to_ascii_lowercase(), 2_000_000_000), "279037");
+    assert_eq!(base32_decode("not base32!"), None);
+}
+
+/// A new Google account with TOTP: signs in at the login site (no client) and enrols an
+/// authenticator on the login site's settings page, in its own browser. Returns the account and
+/// the TOTP secret.
+async fn totp_enrolled_google_user(ctx: &bridge_e2e::Ctx, tag: &str) -> (GoogleUser, String) {
+    let user = new_google_user(&ctx.stack, tag).await;
+    let b = ctx.browser().await;
+    b.sign_in_at_login_site(&user).await;
+    b.goto(&ctx.stack.login_site.join("settings").expect("settings URL"))
+        .await;
+    let secret = b
+        .wait_for_css_on_secret_page("#kratos-text-totp_secret_key")
+        .await
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("[{}] TOTP secret text: {e}", b.label));
+    let secret = secret.trim().to_owned();
+    assert!(
+        base32_decode(&secret).is_some_and(|key| key.len() >= 10),
+        "[{}] the settings flow shows no usable TOTP secret",
+        b.label
+    );
+    submit_totp(&b, &secret).await;
+    // Kratos' "Your changes have been saved!"
+    b.wait_for_css_on_secret_page("[data-message-id=\"1050001\"]")
+        .await;
+    (user, secret)
+}
+
+/// Types the current TOTP code into the form Kratos shows (settings or a step-up login) and
+/// submits it. Failures never print the page: the settings page shows the secret.
+async fn submit_totp(b: &Browser, secret: &str) {
+    let field = b
+        .wait_for_css_on_secret_page("input[name=\"totp_code\"]")
+        .await;
+    let _ = field.clear().await;
+    field
+        .send_keys(&totp(secret, now_epoch()))
+        .await
+        .unwrap_or_else(|e| panic!("[{}] type the TOTP code: {e}", b.label));
+    b.wait_for_css_on_secret_page("button[name=\"method\"][value=\"totp\"]")
+        .await
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("[{}] submit the TOTP code: {e}", b.label));
+}
+
+/// The bridge sent `b` back to Kratos for the second factor (`aal=aal2`) after `mark`; enters the
+/// TOTP code there and returns the client's claims.
+async fn step_up_with_totp(b: &Browser, mark: Mark, secret: &str) -> Value {
+    let site = b.stack().login_site.clone();
+    b.wait_for_url("the login site's second-factor page", |u| {
+        same_origin(u, &site) && u.path() == "/login"
+    })
+    .await;
+    submit_totp(b, secret).await;
+    let claims = b.wait_for_claims().await;
+    let stepped_up = b
+        .since(mark)
+        .await
+        .requests_to(&b.stack().kratos_public, "/self-service/login/browser")
+        .iter()
+        .any(|u| param(u, "aal").as_deref() == Some("aal2"));
+    assert!(
+        stepped_up,
+        "[{}] the bridge did not ask Kratos for aal2",
+        b.label
+    );
+    claims
+}
+
+/// The status of the latest response from the functions' `path` in `b`'s history.
+async fn last_status_from(b: &Browser, path: &str) -> u16 {
+    b.history()
+        .await
+        .responses_from(&b.stack().functions, path)
+        .last()
+        .map(|d| d.status)
+        .unwrap_or_else(|| panic!("[{}] no response from the bridge's {path}", b.label))
+}
+
+/// A client with `required_aal: aal2`: the Google sign-in (aal1) is sent back to Kratos for the
+/// TOTP step, then accepted with `acr=aal2`.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_aal2_client_steps_up() {
+    e2e("e2e_aal2_client_steps_up", |ctx| async move {
+        let stack = &ctx.stack;
+        let (user, secret) = totp_enrolled_google_user(&ctx, "aal2").await;
+
+        let b = ctx.browser().await;
+        let mark = b.mark().await;
+        google_sign_in(&b, AAL2_CLIENT, None, &user).await;
+        let claims = step_up_with_totp(&b, mark, &secret).await;
+
+        assert_eq!(claims["acr"], "aal2", "claims: {claims}");
+        assert!(
+            claims["amr"]
+                .as_array()
+                .is_some_and(|amr| amr.iter().any(|m| m == "otp")),
+            "amr without otp: {claims}"
+        );
+        assert_eq!(claims["email"], user.email.as_str());
+        let session = kratos_session(stack, &b.kratos_cookie_header().await).await;
+        assert_eq!(session["authenticator_assurance_level"], "aal2");
+        assert_eq!(session["identity"]["id"], sub_of(&claims).as_str());
+    })
+    .await;
+}
+
+/// A client without a policy gets `acr=aal1` from a Google sign-in; the same client asking with
+/// `acr_values=aal2` is sent to the TOTP step and gets `acr=aal2`.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_acr_values_aal2_honoured() {
+    e2e("e2e_acr_values_aal2_honoured", |ctx| async move {
+        let (user, secret) = totp_enrolled_google_user(&ctx, "acr").await;
+
+        let b = ctx.browser().await;
+        let plain = google_login(&b, FIRST_PARTY, &user).await;
+        assert_eq!(plain["acr"], "aal1", "without acr_values: {plain}");
+
+        let mark = b.mark().await;
+        b.start_with(FIRST_PARTY, &[("acr_values", "aal2")]).await;
+        let claims = step_up_with_totp(&b, mark, &secret).await;
+        assert_eq!(claims["acr"], "aal2", "with acr_values=aal2: {claims}");
+        assert_eq!(sub_of(&claims), sub_of(&plain));
+        assert!(
+            !b.since(mark).await.visited(&ctx.stack.mock_google),
+            "the step-up asked for Google again"
+        );
+    })
+    .await;
+}
+
+/// A Google-only client: the login site shows only the Google button (the bridge's methods
+/// hint) and a Google sign-in passes; a session from an SMS code is sent back to Kratos to sign
+/// in again (`refresh=true`) and the login is not accepted.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_client_allowed_methods_enforced() {
+    e2e("e2e_client_allowed_methods_enforced", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = new_google_user(stack, "google-only").await;
+        let g = ctx.browser().await;
+        g.start(GOOGLE_ONLY_CLIENT, None, None).await;
+        g.wait_for_login_site().await;
+        assert!(
+            !g.exists("phone-input").await,
+            "the login site offers the SMS code to a Google-only client"
+        );
+        g.sign_in_with_google(&user).await;
+        let claims = g.wait_for_claims().await;
+        assert!(
+            claims["aud"].to_string().contains(GOOGLE_ONLY_CLIENT),
+            "{claims}"
+        );
+
+        let phone = unique_phone();
+        let s = ctx.browser().await;
+        s.start(FIRST_PARTY, Some("openid phone"), None).await;
+        s.wait_for_login_site().await;
+        s.sign_up_with_sms(&phone).await;
+        s.wait_for_claims().await;
+
+        let mark = s.mark().await;
+        s.start(GOOGLE_ONLY_CLIENT, None, None).await;
+        let site = stack.login_site.clone();
+        s.wait_for_url("the login site", |u| same_origin(u, &site))
+            .await;
+        let during = s.since(mark).await;
+        assert!(
+            during
+                .requests_to(&stack.kratos_public, "/self-service/login/browser")
+                .iter()
+                .any(|u| param(u, "refresh").as_deref() == Some("true")),
+            // Paths only: the URLs carry the return token and the login challenge.
+            "an SMS session was not sent to sign in again: {:?}",
+            during
+                .requests
+                .iter()
+                .map(|u| u.path().to_owned())
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            !s.exists("phone-input").await,
+            "the login site offers the SMS code to a Google-only client"
+        );
+        assert!(!s.exists("claims-json").await);
+        assert_login_pending(
+            stack,
+            &last_login_challenge(&s).await,
+            "the SMS session's login was accepted for a Google-only client",
+        )
+        .await;
+    })
+    .await;
+}
+
+/// A client allowed only `openid email`: asking for more ends on the bridge's 403 page with
+/// nothing granted (even though consent is skipped for it); asking for `openid email` passes.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_scope_allowlist_enforced() {
+    e2e("e2e_scope_allowlist_enforced", |ctx| async move {
+        let stack = &ctx.stack;
+        let user = new_google_user(stack, "scoped").await;
+        let b = ctx.browser().await;
+        google_sign_in(
+            &b,
+            SCOPED_CLIENT,
+            Some("openid email offline_access"),
+            &user,
+        )
+        .await;
+        assert_eq!(b.text("page-title").await, "Sign-in refused");
+        assert_eq!(last_status_from(&b, "/consent").await, 403);
+        assert!(!b.exists("claims-json").await);
+
+        b.start(SCOPED_CLIENT, Some("openid email"), None).await;
+        let claims = b.wait_for_claims().await;
+        assert_eq!(claims["email"], user.email.as_str());
+        let mut granted = b.granted_scope().await;
+        granted.sort();
+        assert_eq!(granted, vec!["email", "openid"]);
+    })
+    .await;
+}
+
+/// The reference hook denies the e-mail domain it is configured with: the bridge's 403 page
+/// shows the hook's reason and the login stays unaccepted; a client without the hook still
+/// signs the same account in.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_policy_hook_denies() {
+    e2e("e2e_policy_hook_denies", |ctx| async move {
+        let stack = &ctx.stack;
+        let domain = stack
+            .vars
+            .get("HOOK_DENY_EMAIL_DOMAINS")
+            .and_then(|list| list.split(',').next())
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .expect("the stack declares HOOK_DENY_EMAIL_DOMAINS")
+            .to_owned();
+        let mut user = GoogleUser::unique("hook-deny");
+        user.email = format!("{}@{domain}", user.sub);
+        stack.put_google_user(&user).await;
+
+        let b = ctx.browser().await;
+        b.start(HOOKED_CLIENT, None, None).await;
+        b.wait_for_login_site().await;
+        let challenge = last_login_challenge(&b).await;
+        b.sign_in_with_google(&user).await;
+        assert_eq!(b.text("page-title").await, "Sign-in refused");
+        let reason = stack
+            .vars
+            .get("HOOK_DENY_REASON")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(b.text("page-detail").await, reason, "the hook's reason");
+        assert_eq!(last_status_from(&b, "/login/return").await, 403);
+        assert_login_pending(stack, &challenge, "a login the hook denied was accepted").await;
+
+        b.start(FIRST_PARTY, None, None).await;
+        let claims = b.wait_for_claims().await;
+        assert_eq!(claims["email"], user.email.as_str());
+    })
+    .await;
+}
+
+/// The reference hook's claims (tenant=acme, in the bridge's namespace) reach the ID token of
+/// the client that asks the hook, and only that client's.
+#[tokio::test]
+#[ignore = "needs the local stack; run ./scripts/test"]
+async fn e2e_policy_hook_adds_claims() {
+    e2e("e2e_policy_hook_adds_claims", |ctx| async move {
+        let stack = &ctx.stack;
+        let namespace = stack
+            .vars
+            .get("HOOK_CLAIMS_NAMESPACE")
+            .cloned()
+            .expect("the stack declares HOOK_CLAIMS_NAMESPACE");
+        let tenant = format!("{namespace}tenant");
+        let user = new_google_user(stack, "hook-claims").await;
+
+        let b = ctx.browser().await;
+        let claims = google_login(&b, HOOKED_CLIENT, &user).await;
+        assert_eq!(claims[&tenant], "acme", "claims: {claims}");
+        assert_eq!(claims["email"], user.email.as_str());
+
+        b.start(FIRST_PARTY, None, None).await;
+        let other = b.wait_for_claims().await;
+        assert_eq!(sub_of(&other), sub_of(&claims));
+        assert!(
+            other.get(&tenant).is_none(),
+            "a client without the hook got its claim: {other}"
+        );
+    })
+    .await;
+}
+
+/// On the short-TTL stack, whose hook URL is a closed port: the hook client's sign-in ends on the
+/// bridge's 503 page with a "Try again" link to the same return link, nothing accepted; a client
+/// without the hook signs the same session in.
+#[tokio::test]
+#[ignore = "needs the short-TTL local stack; run ./scripts/test"]
+async fn e2e_policy_hook_down_fails_closed() {
+    e2e_short_ttl("e2e_policy_hook_down_fails_closed", |ctx| async move {
+        let stack = &ctx.stack;
+        let hook = stack
+            .vars
+            .get("BRIDGE_POLICY_HOOK_URL")
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            !hook.is_empty() && hook != stack.function("policy-hook").as_str(),
+            "{} must point its bridge at a hook that is down (STACK_POLICY_HOOK=down), not {hook:?}",
+            stack.env_file.display()
+        );
+        let user = new_google_user(stack, "hook-down").await;
+        let b = ctx.browser().await;
+        // A Kratos session first, made without Hydra: the 15 s login TTL of this stack then only
+        // has to cover the quick single sign-on below.
+        b.sign_in_at_login_site(&user).await;
+
+        b.start(HOOKED_CLIENT, None, None).await;
+        assert_eq!(b.text("page-title").await, "Temporarily unavailable");
+        let challenge = last_login_challenge(&b).await;
+        let history = b.history().await;
+        let refused = history
+            .responses_from(&stack.functions, "/login/return")
+            .last()
+            .cloned()
+            .expect("the bridge's return function answered");
+        assert_eq!(refused.status, 503);
+        assert!(refused.header("retry-after").is_some(), "no Retry-After");
+        let retry = b
+            .wait_for("page-action")
+            .await
+            .attr("href")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|h| refused.url.join(&h).ok())
+            .expect("a Try again link");
+        assert!(
+            same_origin(&retry, &refused.url)
+                && retry.path() == refused.url.path()
+                && param(&retry, "t").is_some()
+                && param(&retry, "t") == param(&refused.url, "t"),
+            "Try again is not the same return link"
+        );
+        assert_login_pending(stack, &challenge, "a login was accepted while the hook was down")
+            .await;
+
+        b.start(FIRST_PARTY, None, None).await;
+        let claims = b.wait_for_claims().await;
+        assert_eq!(claims["email"], user.email.as_str());
+    })
     .await;
 }

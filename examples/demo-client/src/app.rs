@@ -261,6 +261,8 @@ pub struct StartQuery {
     prompt: Option<String>,
     #[serde(default)]
     max_age: Option<String>,
+    #[serde(default)]
+    acr_values: Option<String>,
 }
 
 /// Starts a login: fresh `state`, `nonce` and PKCE verifier, remembered server-side under the
@@ -291,6 +293,7 @@ async fn start(
         .filter(|s| !s.is_empty())
         .unwrap_or(DEFAULT_SCOPE);
     let prompt = query.prompt.as_deref().filter(|p| !p.is_empty());
+    let acr_values = query.acr_values.as_deref().filter(|a| !a.is_empty());
     let max_age = match query.max_age.as_deref().filter(|m| !m.is_empty()) {
         None => None,
         Some(raw) => match raw.parse::<u64>() {
@@ -347,6 +350,7 @@ async fn start(
             code_challenge: &code_challenge,
             prompt,
             max_age,
+            acr_values,
         },
     );
     let mut response = Redirect::to(url.as_str()).into_response();

@@ -35,6 +35,8 @@ pub struct AuthorizationRequest<'a> {
     pub code_challenge: &'a str,
     pub prompt: Option<&'a str>,
     pub max_age: Option<u64>,
+    /// OIDC `acr_values`, e.g. `aal2` to ask the bridge for a second factor.
+    pub acr_values: Option<&'a str>,
 }
 
 /// `<hydra>/oauth2/auth?...` for the authorization code flow with PKCE.
@@ -55,6 +57,9 @@ pub fn authorization_url(hydra: &Url, request: &AuthorizationRequest<'_>) -> Url
         }
         if let Some(max_age) = request.max_age {
             q.append_pair("max_age", &max_age.to_string());
+        }
+        if let Some(acr_values) = request.acr_values {
+            q.append_pair("acr_values", acr_values);
         }
     }
     url

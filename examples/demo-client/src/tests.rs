@@ -189,7 +189,9 @@ async fn start_builds_authorization_url_with_s256_challenge() -> TestResult {
         q.get("code_challenge_method").map(String::as_str),
         Some("S256")
     );
-    assert!(!q.contains_key("prompt") && !q.contains_key("max_age"));
+    assert!(
+        !q.contains_key("prompt") && !q.contains_key("max_age") && !q.contains_key("acr_values")
+    );
     let state = q.get("state").ok_or("no state")?;
     let nonce = q.get("nonce").ok_or("no nonce")?;
     let challenge = q.get("code_challenge").ok_or("no challenge")?;
@@ -211,16 +213,17 @@ async fn start_builds_authorization_url_with_s256_challenge() -> TestResult {
 }
 
 #[tokio::test]
-async fn start_passes_scope_prompt_and_max_age() -> TestResult {
+async fn start_passes_scope_prompt_max_age_and_acr_values() -> TestResult {
     let h = setup().await?;
     let (q, _) = start(
         &h,
-        "/start?client_id=demo-third-party&scope=openid%20email&prompt=login&max_age=0",
+        "/start?client_id=demo-third-party&scope=openid%20email&prompt=login&max_age=0&acr_values=aal2",
     )
     .await?;
     assert_eq!(q.get("scope").map(String::as_str), Some("openid email"));
     assert_eq!(q.get("prompt").map(String::as_str), Some("login"));
     assert_eq!(q.get("max_age").map(String::as_str), Some("0"));
+    assert_eq!(q.get("acr_values").map(String::as_str), Some("aal2"));
 
     let page = get_page(&h.app, "/start?client_id=x&max_age=soon", None).await?;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);

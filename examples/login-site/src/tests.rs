@@ -580,6 +580,20 @@ fn the_bridge_methods_hint_shows_only_the_allowed_first_factors() -> TestResult 
     assert!(shown.contains(&"code".to_owned()), "{shown:?}");
     assert!(!shown.contains(&"oidc".to_owned()), "{shown:?}");
 
+    // Google only: the Google button alone, not the phone field that belongs to the code form.
+    let google_only = allowed_first_factors(Some(
+        "https://auth.example.com/login/return?t=abc&bridge_methods=oidc",
+    ));
+    assert_eq!(groups(google_only.as_deref()), vec!["oidc".to_owned()]);
+    let forms = build_forms(&ui, Wording::SignIn, google_only.as_deref());
+    assert!(
+        forms
+            .iter()
+            .flat_map(|f| &f.nodes)
+            .all(|n| n.is_hidden() || n.name == "provider"),
+        "only the provider button and hidden inputs"
+    );
+
     assert_eq!(allowed_first_factors(Some(RETURN_TO)), None);
     assert_eq!(allowed_first_factors(None), None);
     Ok(())

@@ -186,7 +186,13 @@ pub fn build_forms(
     }
     let defaults: Vec<&UiNode> = ui.nodes.iter().filter(|n| n.group == "default").collect();
     let defaults_have_visible = defaults.iter().any(|n| !is_hidden_input(n));
-    if groups.iter().all(|g| is_redirect_group(g)) && defaults_have_visible {
+    // When the hint left out a group, the visible default inputs (the identifier) belong to the
+    // first factors left out: drawn alone they would be a field without a button.
+    let narrowed = ui
+        .nodes
+        .iter()
+        .any(|n| n.group != "default" && !shown(&n.group));
+    if !narrowed && groups.iter().all(|g| is_redirect_group(g)) && defaults_have_visible {
         groups.push("default");
     }
 

@@ -8,8 +8,10 @@
 //! 3. answer `allow`, `deny` with a reason, or `allow` with claims inside the bridge's namespace.
 //!
 //! The rules are deliberately plain, from the environment: `HOOK_DENY_SUBJECTS` (identity ids to
-//! deny, with `HOOK_DENY_REASON`), `HOOK_ADD_CLAIMS_JSON` (claims added at consent, each name
-//! prefixed with `HOOK_CLAIMS_NAMESPACE`); everything else is allowed.
+//! deny) and `HOOK_DENY_EMAIL_DOMAINS` (e-mail domains to deny, read from the `email` trait the
+//! bridge sends when `BRIDGE_POLICY_HOOK_TRAITS` names it), both with `HOOK_DENY_REASON`;
+//! `HOOK_ADD_CLAIMS_JSON` (claims added at consent, each name prefixed with
+//! `HOOK_CLAIMS_NAMESPACE`); everything else is allowed.
 
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -143,7 +145,7 @@ fn decode_hex_32(hex: &str) -> Option<[u8; 32]> {
 }
 
 /// The parts of the bridge's request these rules look at (the contract has more: `client`,
-/// `amr`, `acr`, `requested_scope`, `requested_audience`, `traits`, `request_id`).
+/// `amr`, `acr`, `requested_scope`, `requested_audience`, `request_id`).
 #[derive(Debug, Deserialize)]
 pub struct PolicyRequest {
     /// Must be [`CONTRACT_VERSION`].
@@ -152,6 +154,18 @@ pub struct PolicyRequest {
     pub stage: String,
     /// The Kratos identity id.
     pub subject: String,
+    /// The traits the bridge was told to send (`BRIDGE_POLICY_HOOK_TRAITS`); none otherwise.
+    #[serde(default)]
+    pub traits: Map<String, Value>,
+}
+
+impl PolicyRequest {
+    /// The domain of the `email` trait, lower-cased; `None` without one.
+    fn email_domain(&self) -> Option<String> {
+        let email = self.traits.get("email")?.as_str()?;
+        let (_, domain) = email.rsplit_once('@')?;
+        Some(domain.to_ascii_lowercase())
+    }
 }
 
 /// The example rule set.
@@ -159,6 +173,9 @@ pub struct PolicyRequest {
 pub struct Rules {
     /// Identity ids that may not sign in.
     pub deny_subjects: BTreeSet<String>,
+    /// E-mail domains (lower case) whose addresses may not sign in: a rule that holds before the
+    /// identity exists, unlike a subject.
+    pub deny_email_domains: BTreeSet<String>,
     /// What a denied user reads.
     pub deny_reason: String,
     /// Claims added at consent, already prefixed with the namespace.
@@ -166,10 +183,13 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Denies listed subjects; adds the claims at consent (the ID token is made there; the
-    /// bridge ignores claims in a login answer); allows everyone else.
+    /// Denies listed subjects and e-mail domains; adds the claims at consent (the ID token is
+    /// made there; the bridge ignores claims in a login answer); allows everyone else.
     pub fn decide(&self, request: &PolicyRequest) -> Value {
-        if self.deny_subjects.contains(&request.subject) {
+        let denied_domain = request
+            .email_domain()
+            .is_some_and(|domain| self.deny_email_domains.contains(&domain));
+        if denied_domain || self.deny_subjects.contains(&request.subject) {
             return json!({"version": CONTRACT_VERSION, "decision": "deny", "reason": self.deny_reason});
         }
         if request.stage == "consent" && !self.add_claims.is_empty() {
@@ -186,22 +206,29 @@ pub struct Hook {
 }
 
 impl Hook {
-    /// Reads `HOOK_SIGNING_KEYS` (required), `HOOK_DENY_SUBJECTS`, `HOOK_DENY_REASON`,
-    /// `HOOK_CLAIMS_NAMESPACE` and `HOOK_ADD_CLAIMS_JSON` through `lookup`.
+    /// Reads `HOOK_SIGNING_KEYS` (required), `HOOK_DENY_SUBJECTS`, `HOOK_DENY_EMAIL_DOMAINS`,
+    /// `HOOK_DENY_REASON`, `HOOK_CLAIMS_NAMESPACE` and `HOOK_ADD_CLAIMS_JSON` through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
         let keys = SigningKeys::parse(
             &get("HOOK_SIGNING_KEYS").ok_or(SettingsError::Missing("HOOK_SIGNING_KEYS"))?,
         )?;
-        let deny_subjects = get("HOOK_DENY_SUBJECTS")
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let list = |name: &str| -> BTreeSet<String> {
+            get(name)
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let deny_subjects = list("HOOK_DENY_SUBJECTS");
+        let deny_email_domains = list("HOOK_DENY_EMAIL_DOMAINS")
+            .into_iter()
+            .map(|domain| domain.to_ascii_lowercase())
+            .collect();
         let deny_reason = get("HOOK_DENY_REASON")
             .unwrap_or_else(|| "This account may not sign in to this application.".to_owned());
         let add_claims = match get("HOOK_ADD_CLAIMS_JSON") {
@@ -223,6 +250,7 @@ impl Hook {
             keys,
             rules: Rules {
                 deny_subjects,
+                deny_email_domains,
                 deny_reason,
                 add_claims,
             },
@@ -394,6 +422,26 @@ mod tests {
         assert_eq!(
             answer_of(&response),
             json!({"version": 1, "decision": "deny", "reason": "Ask your administrator."})
+        );
+    }
+
+    #[test]
+    fn listed_email_domains_are_denied_whatever_the_case() {
+        let hook = hook(&[("HOOK_DENY_EMAIL_DOMAINS", "Blocked.example.com")]);
+        let blocked = CONSENT.replace(
+            "\"traits\":{}",
+            "\"traits\":{\"email\":\"ann@blocked.EXAMPLE.com\"}",
+        );
+        let response = hook.handle(&post(&blocked, Some(sign(NOW, &blocked))), NOW);
+        assert_eq!(answer_of(&response)["decision"], "deny");
+        let elsewhere = blocked.replace("blocked.EXAMPLE.com", "example.com");
+        let response = hook.handle(&post(&elsewhere, Some(sign(NOW, &elsewhere))), NOW);
+        assert_eq!(answer_of(&response)["decision"], "allow");
+        let response = hook.handle(&post(CONSENT, Some(sign(NOW, CONSENT))), NOW);
+        assert_eq!(
+            answer_of(&response)["decision"],
+            "allow",
+            "no email trait sent: nothing to deny on"
         );
     }
 
