@@ -1448,6 +1448,9 @@ async fn e2e_client_allowed_methods_enforced() {
 
 /// A client allowed only `openid email`: asking for more ends on the bridge's 403 page with
 /// nothing granted (even though consent is skipped for it); asking for `openid email` passes.
+/// The allowed request signs in from a second browser: in the first one Hydra would remember the
+/// login and the bridge's skip path accepts it without the identity's claims (a known gap,
+/// tracked separately; see docs/policy.md), which is not what this scenario is about.
 #[tokio::test]
 #[ignore = "needs the local stack; run ./scripts/test"]
 async fn e2e_scope_allowlist_enforced() {
@@ -1466,10 +1469,11 @@ async fn e2e_scope_allowlist_enforced() {
         assert_eq!(last_status_from(&b, "/consent").await, 403);
         assert!(!b.exists("claims-json").await);
 
-        b.start(SCOPED_CLIENT, Some("openid email"), None).await;
-        let claims = b.wait_for_claims().await;
+        let allowed = ctx.browser().await;
+        google_sign_in(&allowed, SCOPED_CLIENT, Some("openid email"), &user).await;
+        let claims = allowed.wait_for_claims().await;
         assert_eq!(claims["email"], user.email.as_str());
-        let mut granted = b.granted_scope().await;
+        let mut granted = allowed.granted_scope().await;
         granted.sort();
         assert_eq!(granted, vec!["email", "openid"]);
     })
