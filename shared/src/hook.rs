@@ -14,7 +14,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use reqwest::{Client, Response};
@@ -479,11 +479,9 @@ pub fn log_hook_decision(client_id: &str, stage: Stage, result: &Result<HookDeci
     }
 }
 
+/// The signature's timestamp: the crate's one epoch-seconds reading (0 before 1970).
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or_default()
+    crate::clock::epoch_seconds(SystemTime::now()).unwrap_or_default()
 }
 
 fn millis(duration: Duration) -> u64 {
