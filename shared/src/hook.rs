@@ -25,7 +25,6 @@ use url::Url;
 
 use crate::config::PolicyHookSettings;
 use crate::keyset::{lower_hex, PolicyHookKey};
-use crate::policy::{self, Rule};
 use crate::upstream::{Upstream, UpstreamError};
 
 /// The contract version the bridge sends and the only one it reads back; a hook written for
@@ -449,34 +448,6 @@ fn shown_reason(reason: &str) -> Option<String> {
         .collect();
     let cleaned = cleaned.trim();
     (!cleaned.is_empty()).then(|| cleaned.to_owned())
-}
-
-/// Writes the one `policy_decision` line for a hook's answer (client, rule, outcome; no
-/// personal data), plus a `policy_hook_failed` warning with the failure class when there was
-/// no usable answer.
-pub fn log_hook_decision(client_id: &str, stage: Stage, result: &Result<HookDecision, HookError>) {
-    match result {
-        Ok(decision) => {
-            policy::log_decision(client_id, stage.as_str(), Rule::Hook, decision.outcome())
-        }
-        Err(error) => {
-            tracing::warn!(
-                event = "policy_hook_failed",
-                client_id,
-                stage = stage.as_str(),
-                upstream = Upstream::PolicyHook.log_name(),
-                failure = error.failure(),
-                error = %error,
-                "the policy hook gave no usable answer; failing closed"
-            );
-            policy::log_decision(
-                client_id,
-                stage.as_str(),
-                Rule::HookUnavailable,
-                "unavailable",
-            )
-        }
-    }
 }
 
 /// The signature's timestamp: the crate's one epoch-seconds reading (0 before 1970).
